@@ -1,0 +1,16 @@
+//! bootlet joins machines to Kubernetes clusters as a graph of small, idempotent, auditable phases.
+//!
+//! The crate is laid out the way the tool works:
+//! - [`engine`]: phase manifests → graph, the runner, journal, lock, dry-run world and audit report;
+//! - [`phases`]: one module per phase, named as in `phases/*.toml`;
+//! - [`cluster`]: kube client construction, retries, CSR create/re-attach/watch, request recording;
+//! - [`pki`]: keys, CSRs, certificate checks, CA pins, detached JWS;
+//! - [`files`]: the atomic writer and the two layouts;
+//! - [`sandbox`]: a local control plane with the real join rules, for tests and demos;
+//! - [`cli`]: the command line.
+
+pub mod error;
+pub mod files;
+pub mod pki;
+pub mod secret;
+pub mod token;

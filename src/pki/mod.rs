@@ -1,0 +1,50 @@
+//! Keys, CSRs, certificate checks, CA pins, detached JWS and a small CA.
+//!
+//! Parsing uses x509-parser and rustls-pki-types (PEM); generation and signing use rcgen on ring.
+//! Private keys are PKCS#8 PEM (`PRIVATE KEY`), the one format rcgen's ring backend can load.
+
+pub mod ca;
+pub mod cert;
+pub mod csr;
+pub mod jws;
+pub mod keys;
+pub mod pin;
+
+use base64::Engine;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+
+use crate::error::{Error, Result};
+
+/// Encodes DER as a PEM block with 64-column lines.
+pub fn pem_encode(label: &str, der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// All `CERTIFICATE` blocks of a PEM text, in order. `what` names the input in errors.
+pub fn parse_certs_pem(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::invalid(format!("{what} is not valid PEM ({e}); expected one or more CERTIFICATE blocks")))?;
+    if certs.is_empty() {
+        return Err(Error::invalid(format!(
+            "{what} holds no CERTIFICATE block; expected a PEM certificate"
+        )));
+    }
+    for (i, der) in certs.iter().enumerate() {
+        cert::CertInfo::parse(der).map_err(|e| e.context(format!("{what}, certificate {}", i + 1)))?;
+    }
+    Ok(certs)
+}
+
+/// SHA-256 of bytes, as lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
+}
