@@ -127,7 +127,11 @@ impl Error {
         let message: String = message.into();
         // One line is the contract: fold any newline a lower layer slipped in.
         let message = message.replace(['\n', '\r'], " ");
-        Error { kind, message, detail: Vec::new() }
+        Error {
+            kind,
+            message,
+            detail: Vec::new(),
+        }
     }
 
     /// Adds a detail line, shown with `-v`.

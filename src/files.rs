@@ -64,9 +64,13 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     tmp.as_file()
         .set_permissions(Permissions::from_mode(mode))
         .map_err(|e| Error::io("set mode of", tmp.path(), e))?;
-    tmp.write_all(contents).map_err(|e| Error::io("write", tmp.path(), e))?;
-    tmp.as_file().sync_all().map_err(|e| Error::io("fsync", tmp.path(), e))?;
-    tmp.persist(path).map_err(|e| Error::io("rename into place", path, e.error))?;
+    tmp.write_all(contents)
+        .map_err(|e| Error::io("write", tmp.path(), e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io("fsync", tmp.path(), e))?;
+    tmp.persist(path)
+        .map_err(|e| Error::io("rename into place", path, e.error))?;
     sync_dir(dir)
 }
 
@@ -122,7 +126,9 @@ pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
 
 /// Removes temporary files an interrupted writer left in `dir` (they never sit at a target path).
 pub fn remove_stale_temps(dir: &Path) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
             let _ = fs::remove_file(entry.path());
@@ -132,7 +138,9 @@ pub fn remove_stale_temps(dir: &Path) {
 
 /// The permission bits of `path`, following symlinks.
 pub fn mode_of(path: &Path) -> Option<u32> {
-    fs::metadata(path).ok().map(|m| m.permissions().mode() & 0o7777)
+    fs::metadata(path)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o7777)
 }
 
 fn parent_of(path: &Path) -> Result<&Path> {
@@ -143,7 +151,8 @@ fn parent_of(path: &Path) -> Result<&Path> {
 
 fn sync_dir(dir: &Path) -> Result<()> {
     let f = File::open(dir).map_err(|e| Error::io("open directory", dir, e))?;
-    f.sync_all().map_err(|e| Error::io("fsync directory", dir, e))
+    f.sync_all()
+        .map_err(|e| Error::io("fsync directory", dir, e))
 }
 
 /// Opens (creating if needed) a file for locking; never truncates an existing one.
@@ -220,17 +229,29 @@ impl Layout {
             LayoutKind::Kubelet => {
                 vars.insert("state", "/var/lib/bootlet".to_string());
                 vars.insert("config_dir", "/etc/kubernetes".to_string());
-                vars.insert("bootstrap_kubeconfig", "/etc/kubernetes/bootstrap-kubelet.conf".into());
+                vars.insert(
+                    "bootstrap_kubeconfig",
+                    "/etc/kubernetes/bootstrap-kubelet.conf".into(),
+                );
                 vars.insert("kubeconfig", "/etc/kubernetes/kubelet.conf".into());
                 vars.insert("ca_cert", "/etc/kubernetes/pki/ca.crt".into());
                 vars.insert("pki_dir", "/var/lib/kubelet/pki".into());
-                vars.insert("client_current", "/var/lib/kubelet/pki/kubelet-client-current.pem".into());
-                vars.insert("server_current", "/var/lib/kubelet/pki/kubelet-server-current.pem".into());
+                vars.insert(
+                    "client_current",
+                    "/var/lib/kubelet/pki/kubelet-client-current.pem".into(),
+                );
+                vars.insert(
+                    "server_current",
+                    "/var/lib/kubelet/pki/kubelet-server-current.pem".into(),
+                );
             }
             LayoutKind::Krustlet => {
                 vars.insert("state", format!("{data}/bootlet"));
                 vars.insert("config_dir", format!("{data}/config"));
-                vars.insert("bootstrap_kubeconfig", format!("{data}/config/bootstrap.conf"));
+                vars.insert(
+                    "bootstrap_kubeconfig",
+                    format!("{data}/config/bootstrap.conf"),
+                );
                 vars.insert("kubeconfig", format!("{data}/config/kubeconfig"));
                 vars.insert("serving_cert", format!("{data}/config/krustlet.crt"));
                 vars.insert("serving_key", format!("{data}/config/krustlet.key"));
@@ -238,7 +259,9 @@ impl Layout {
         }
         if let Some(s) = state_dir {
             if !s.starts_with('/') {
-                return Err(Error::usage(format!("--state-dir {s:?} must be an absolute path")));
+                return Err(Error::usage(format!(
+                    "--state-dir {s:?} must be an absolute path"
+                )));
             }
             vars.insert("state", s.trim_end_matches('/').to_string());
         }
@@ -334,9 +357,9 @@ pub fn glob_match(pattern: &str, path: &str) -> bool {
     fn go(p: &[u8], s: &[u8]) -> bool {
         match p.split_first() {
             None => s.is_empty(),
-            Some((b'*', rest)) => {
-                (0..=s.len()).take_while(|i| *i == 0 || s[i - 1] != b'/').any(|i| go(rest, &s[i..]))
-            }
+            Some((b'*', rest)) => (0..=s.len())
+                .take_while(|i| *i == 0 || s[i - 1] != b'/')
+                .any(|i| go(rest, &s[i..])),
             Some((c, rest)) => s.first() == Some(c) && go(rest, &s[1..]),
         }
     }
@@ -385,18 +408,36 @@ mod tests {
             "../../var/lib/kubelet/pki/x.pem"
         );
         assert_eq!(relative_path("/a/b/c.conf", "/a/b/d.pem"), "d.pem");
-        assert!(glob_match("/p/kubelet-client-*.pem", "/p/kubelet-client-2024-01-01.pem"));
-        assert!(!glob_match("/p/kubelet-client-*.pem", "/p/x/kubelet-client-1.pem"));
+        assert!(glob_match(
+            "/p/kubelet-client-*.pem",
+            "/p/kubelet-client-2024-01-01.pem"
+        ));
+        assert!(!glob_match(
+            "/p/kubelet-client-*.pem",
+            "/p/x/kubelet-client-1.pem"
+        ));
         assert!(glob_match("/p/a", "/p/a"));
     }
 
     #[test]
     fn layouts_expand_templates() {
         let l = Layout::new(LayoutKind::Kubelet, "/".into(), "/root/.krustlet", None).unwrap();
-        assert_eq!(l.expand("{pki_dir}/kubelet-client-*.pem").unwrap(), "/var/lib/kubelet/pki/kubelet-client-*.pem");
+        assert_eq!(
+            l.expand("{pki_dir}/kubelet-client-*.pem").unwrap(),
+            "/var/lib/kubelet/pki/kubelet-client-*.pem"
+        );
         assert!(l.expand("{serving_key}").is_none());
-        let k = Layout::new(LayoutKind::Krustlet, "/tmp/r".into(), "/home/u/.krustlet", None).unwrap();
+        let k = Layout::new(
+            LayoutKind::Krustlet,
+            "/tmp/r".into(),
+            "/home/u/.krustlet",
+            None,
+        )
+        .unwrap();
         assert_eq!(k.path("kubeconfig"), "/home/u/.krustlet/config/kubeconfig");
-        assert_eq!(k.host(k.path("kubeconfig")), Path::new("/tmp/r/home/u/.krustlet/config/kubeconfig"));
+        assert_eq!(
+            k.host(k.path("kubeconfig")),
+            Path::new("/tmp/r/home/u/.krustlet/config/kubeconfig")
+        );
     }
 }

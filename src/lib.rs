@@ -6,11 +6,19 @@
 //! - [`cluster`]: kube client construction, retries, CSR create/re-attach/watch, request recording;
 //! - [`pki`]: keys, CSRs, certificate checks, CA pins, detached JWS;
 //! - [`files`]: the atomic writer and the two layouts;
-//! - [`sandbox`]: a local control plane with the real join rules, for tests and demos;
-//! - [`cli`]: the command line.
+//! - [`cli`] and [`app`]: the command line.
 
+pub mod app;
+pub mod cli;
+pub mod cluster;
+pub mod docs;
+pub mod engine;
 pub mod error;
 pub mod files;
+pub mod kubeconfig;
+pub mod output;
+pub mod phases;
 pub mod pki;
 pub mod secret;
+pub mod settings;
 pub mod token;

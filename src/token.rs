@@ -12,8 +12,7 @@ use crate::error::{Error, Result};
 use crate::secret::{REDACTED, SecretString};
 
 /// The token format, as shown in errors.
-pub const TOKEN_FORMAT: &str =
-    "[a-z0-9]{6}.[a-z0-9]{16}, e.g. abcdef.0123456789abcdef (id.secret)";
+pub const TOKEN_FORMAT: &str = "[a-z0-9]{6}.[a-z0-9]{16}, e.g. abcdef.0123456789abcdef (id.secret)";
 
 const ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 const ID_LEN: usize = 6;
@@ -41,7 +40,9 @@ impl BootstrapToken {
         })?;
         let check = |part: &str, len: usize, what: &str| -> Result<()> {
             let ok = part.len() == len
-                && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
             if ok {
                 Ok(())
             } else {
@@ -53,14 +54,20 @@ impl BootstrapToken {
         };
         check(id, ID_LEN, "id")?;
         check(secret, SECRET_LEN, "secret")?;
-        Ok(BootstrapToken { id: id.to_string(), secret: SecretString::new(secret.to_string()) })
+        Ok(BootstrapToken {
+            id: id.to_string(),
+            secret: SecretString::new(secret.to_string()),
+        })
     }
 
     /// Generates a token with the OS CSPRNG.
     pub fn generate() -> Result<Self> {
         let id = random_string(ID_LEN)?;
         let secret = random_string(SECRET_LEN)?;
-        Ok(BootstrapToken { id, secret: SecretString::new(secret) })
+        Ok(BootstrapToken {
+            id,
+            secret: SecretString::new(secret),
+        })
     }
 
     /// The public id.
@@ -157,7 +164,10 @@ mod tests {
             "abcdef.zyxwvutsrq987654.x",
         ] {
             let e = BootstrapToken::parse(bad).unwrap_err();
-            assert!(e.message().contains("[a-z0-9]{6}.[a-z0-9]{16}"), "{bad}: {e}");
+            assert!(
+                e.message().contains("[a-z0-9]{6}.[a-z0-9]{16}"),
+                "{bad}: {e}"
+            );
             assert!(!e.message().contains("zyxwvutsrq9"), "echoed secret: {e}");
         }
     }

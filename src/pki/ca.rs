@@ -38,7 +38,12 @@ pub struct Usages {
 impl Usages {
     /// Maps Kubernetes usage strings; `None` for one this CA does not issue.
     pub fn from_kube(usages: &[String]) -> Option<Usages> {
-        let mut u = Usages { digital_signature: false, key_encipherment: false, client_auth: false, server_auth: false };
+        let mut u = Usages {
+            digital_signature: false,
+            key_encipherment: false,
+            client_auth: false,
+            server_auth: false,
+        };
         for s in usages {
             match s.as_str() {
                 "digital signature" => u.digital_signature = true,
@@ -52,9 +57,19 @@ impl Usages {
     }
 
     /// Client certificate usages for ECDSA keys.
-    pub const CLIENT: Usages = Usages { digital_signature: true, key_encipherment: false, client_auth: true, server_auth: false };
+    pub const CLIENT: Usages = Usages {
+        digital_signature: true,
+        key_encipherment: false,
+        client_auth: true,
+        server_auth: false,
+    };
     /// Serving certificate usages for ECDSA keys.
-    pub const SERVER: Usages = Usages { digital_signature: true, key_encipherment: false, client_auth: false, server_auth: true };
+    pub const SERVER: Usages = Usages {
+        digital_signature: true,
+        key_encipherment: false,
+        client_auth: false,
+        server_auth: true,
+    };
 }
 
 /// What to put in a certificate.
@@ -102,7 +117,9 @@ impl Ca {
         params.not_after = now + Duration::days(3650);
         params.serial_number = Some(random_serial()?);
         params.subject_alt_names = vec![SanType::DnsName(
-            cn.to_string().try_into().map_err(|_| Error::internal("bad CA name"))?,
+            cn.to_string()
+                .try_into()
+                .map_err(|_| Error::internal("bad CA name"))?,
         )];
         let cert = params
             .self_signed(key.pair())
@@ -117,16 +134,25 @@ impl Ca {
         let key = PrivateKey::from_pem(key_pem, "the CA key")?;
         let info = super::cert::CertInfo::parse(&cert_der)?;
         if info.spki != key.spki_der() {
-            return Err(Error::invalid("the CA key does not match the CA certificate"));
+            return Err(Error::invalid(
+                "the CA key does not match the CA certificate",
+            ));
         }
         if !info.is_ca {
-            return Err(Error::invalid("the CA certificate is not a CA (basic constraints CA:FALSE)"));
+            return Err(Error::invalid(
+                "the CA certificate is not a CA (basic constraints CA:FALSE)",
+            ));
         }
         let signing = KeyPair::from_pem(key.pem().expose())
             .map_err(|e| Error::invalid(format!("cannot load the CA key: {e}")))?;
         let issuer = Issuer::from_ca_cert_der(&cert_der, signing)
             .map_err(|e| Error::invalid(format!("cannot use the CA certificate: {e}")))?;
-        Ok(Ca { cert_pem: super::pem_encode("CERTIFICATE", &cert_der), cert_der, key, issuer })
+        Ok(Ca {
+            cert_pem: super::pem_encode("CERTIFICATE", &cert_der),
+            cert_der,
+            key,
+            issuer,
+        })
     }
 
     /// The CA certificate, PEM.
@@ -165,7 +191,13 @@ impl Ca {
     }
 
     /// Issues a certificate for a key the caller holds (admin client, sandbox server).
-    pub fn issue(&self, key: &impl PublicKeyData, subject: &Subject<'_>, usages: Usages, lifetime: Duration) -> Result<String> {
+    pub fn issue(
+        &self,
+        key: &impl PublicKeyData,
+        subject: &Subject<'_>,
+        usages: Usages,
+        lifetime: Duration,
+    ) -> Result<String> {
         let params = leaf_params(subject, usages, lifetime)?;
         let cert = params
             .signed_by(key, &self.issuer)
@@ -174,7 +206,11 @@ impl Ca {
     }
 }
 
-fn leaf_params(subject: &Subject<'_>, usages: Usages, lifetime: Duration) -> Result<CertificateParams> {
+fn leaf_params(
+    subject: &Subject<'_>,
+    usages: Usages,
+    lifetime: Duration,
+) -> Result<CertificateParams> {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     for o in subject.orgs {
@@ -184,7 +220,9 @@ fn leaf_params(subject: &Subject<'_>, usages: Usages, lifetime: Duration) -> Res
     params.distinguished_name = dn;
     for d in subject.dns {
         params.subject_alt_names.push(SanType::DnsName(
-            d.clone().try_into().map_err(|_| Error::invalid(format!("bad DNS name {d:?}")))?,
+            d.clone()
+                .try_into()
+                .map_err(|_| Error::invalid(format!("bad DNS name {d:?}")))?,
         ));
     }
     for ip in subject.ips {
@@ -203,10 +241,14 @@ fn leaf_params(subject: &Subject<'_>, usages: Usages, lifetime: Duration) -> Res
         params.key_usages.push(KeyUsagePurpose::KeyEncipherment);
     }
     if usages.client_auth {
-        params.extended_key_usages.push(ExtendedKeyUsagePurpose::ClientAuth);
+        params
+            .extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ClientAuth);
     }
     if usages.server_auth {
-        params.extended_key_usages.push(ExtendedKeyUsagePurpose::ServerAuth);
+        params
+            .extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ServerAuth);
     }
     Ok(params)
 }
@@ -230,25 +272,86 @@ mod tests {
     fn signs_requests_that_verify() {
         let ca = Ca::generate("kubernetes").unwrap();
         let key = PrivateKey::generate().unwrap();
-        let csr = crate::pki::csr::build(&key, "system:node:n1", &["system:nodes"], &[], &[]).unwrap();
+        let csr =
+            crate::pki::csr::build(&key, "system:node:n1", &["system:nodes"], &[], &[]).unwrap();
         let info = crate::pki::csr::parse_pem(csr.as_bytes()).unwrap();
         let orgs = vec!["system:nodes".to_string()];
         let pem = ca
-            .sign_request(&info.der, &Subject { cn: "system:node:n1", orgs: &orgs, dns: &[], ips: &[] }, Usages::CLIENT, Duration::hours(1))
+            .sign_request(
+                &info.der,
+                &Subject {
+                    cn: "system:node:n1",
+                    orgs: &orgs,
+                    dns: &[],
+                    ips: &[],
+                },
+                Usages::CLIENT,
+                Duration::hours(1),
+            )
             .unwrap();
         let der = crate::pki::parse_certs_pem(pem.as_bytes(), "cert").unwrap();
-        let expect = Expectation { cn: "system:node:n1", organizations: &["system:nodes"], usage: Usage::Client, dns_names: &[], ip_addresses: &[] };
-        verify_issued(&der[0], &key.spki_der(), &[ca.cert_der()], &expect, now_unix()).unwrap();
+        let expect = Expectation {
+            cn: "system:node:n1",
+            organizations: &["system:nodes"],
+            usage: Usage::Client,
+            dns_names: &[],
+            ip_addresses: &[],
+        };
+        verify_issued(
+            &der[0],
+            &key.spki_der(),
+            &[ca.cert_der()],
+            &expect,
+            now_unix(),
+        )
+        .unwrap();
         // Another CA must not verify it.
         let other = Ca::generate("kubernetes").unwrap();
-        let e = verify_issued(&der[0], &key.spki_der(), &[other.cert_der()], &expect, now_unix()).unwrap_err();
+        let e = verify_issued(
+            &der[0],
+            &key.spki_der(),
+            &[other.cert_der()],
+            &expect,
+            now_unix(),
+        )
+        .unwrap_err();
         assert!(e.message().contains("does not chain"));
         // Wrong key, wrong usage, expired.
         let k2 = PrivateKey::generate().unwrap();
-        assert!(verify_issued(&der[0], &k2.spki_der(), &[ca.cert_der()], &expect, now_unix()).is_err());
-        let server = Expectation { usage: Usage::Server, ..expect.clone() };
-        assert!(verify_issued(&der[0], &key.spki_der(), &[ca.cert_der()], &server, now_unix()).is_err());
-        assert!(verify_issued(&der[0], &key.spki_der(), &[ca.cert_der()], &expect, now_unix() + 7200).is_err());
+        assert!(
+            verify_issued(
+                &der[0],
+                &k2.spki_der(),
+                &[ca.cert_der()],
+                &expect,
+                now_unix()
+            )
+            .is_err()
+        );
+        let server = Expectation {
+            usage: Usage::Server,
+            ..expect.clone()
+        };
+        assert!(
+            verify_issued(
+                &der[0],
+                &key.spki_der(),
+                &[ca.cert_der()],
+                &server,
+                now_unix()
+            )
+            .is_err()
+        );
+        assert!(
+            verify_issued(
+                &der[0],
+                &key.spki_der(),
+                &[ca.cert_der()],
+                &expect,
+                now_unix() + 7200
+            )
+            .is_err()
+        );
     }
 
     #[test]

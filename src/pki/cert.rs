@@ -48,9 +48,11 @@ impl CertInfo {
     }
 
     fn from_parsed(cert: &X509Certificate<'_>) -> Self {
-        let strings = |it: &mut dyn Iterator<Item = &x509_parser::x509::AttributeTypeAndValue<'_>>| {
-            it.filter_map(|a| a.as_str().ok().map(str::to_string)).collect::<Vec<_>>()
-        };
+        let strings =
+            |it: &mut dyn Iterator<Item = &x509_parser::x509::AttributeTypeAndValue<'_>>| {
+                it.filter_map(|a| a.as_str().ok().map(str::to_string))
+                    .collect::<Vec<_>>()
+            };
         let mut dns_names = Vec::new();
         let mut ip_addresses = Vec::new();
         if let Ok(Some(san)) = cert.subject_alternative_name() {
@@ -174,12 +176,16 @@ pub fn verify_issued(
     }
     for dns in expect.dns_names {
         if !info.dns_names.contains(dns) {
-            return Err(Error::untrusted(format!("the issued certificate lacks the DNS SAN {dns}")));
+            return Err(Error::untrusted(format!(
+                "the issued certificate lacks the DNS SAN {dns}"
+            )));
         }
     }
     for ip in expect.ip_addresses {
         if !info.ip_addresses.contains(ip) {
-            return Err(Error::untrusted(format!("the issued certificate lacks the IP SAN {ip}")));
+            return Err(Error::untrusted(format!(
+                "the issued certificate lacks the IP SAN {ip}"
+            )));
         }
     }
     verify_chain(&cert, ca_ders)?;
@@ -196,7 +202,9 @@ pub fn verify_issued(
 /// Verifies that `cert` was signed by one of `ca_ders` (issuer name and signature).
 fn verify_chain(cert: &X509Certificate<'_>, ca_ders: &[impl AsRef<[u8]>]) -> Result<()> {
     for ca_der in ca_ders {
-        let Ok((_, ca)) = X509Certificate::from_der(ca_der.as_ref()) else { continue };
+        let Ok((_, ca)) = X509Certificate::from_der(ca_der.as_ref()) else {
+            continue;
+        };
         if ca.subject().as_raw() == cert.issuer().as_raw()
             && cert.verify_signature(Some(ca.public_key())).is_ok()
         {
@@ -210,7 +218,9 @@ fn verify_chain(cert: &X509Certificate<'_>, ca_ders: &[impl AsRef<[u8]>]) -> Res
 
 /// Whether a certificate (DER) was signed by the CA (DER).
 pub fn signed_by(cert_der: &[u8], ca_der: &[u8]) -> bool {
-    let Ok((_, cert)) = X509Certificate::from_der(cert_der) else { return false };
+    let Ok((_, cert)) = X509Certificate::from_der(cert_der) else {
+        return false;
+    };
     verify_chain(&cert, &[ca_der]).is_ok()
 }
 
@@ -218,7 +228,10 @@ pub fn signed_by(cert_der: &[u8], ca_der: &[u8]) -> bool {
 pub fn fmt_unix(secs: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(secs)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| secs.to_string())
 }
 

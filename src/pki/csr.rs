@@ -30,10 +30,9 @@ pub fn build(
     dn.push(DnType::CommonName, cn);
     params.distinguished_name = dn;
     for d in dns {
-        let name = d
-            .clone()
-            .try_into()
-            .map_err(|_| Error::invalid(format!("{d:?} is not a valid DNS name for a certificate")))?;
+        let name = d.clone().try_into().map_err(|_| {
+            Error::invalid(format!("{d:?} is not a valid DNS name for a certificate"))
+        })?;
         params.subject_alt_names.push(SanType::DnsName(name));
     }
     for ip in ips {
@@ -42,7 +41,8 @@ pub fn build(
     let csr = params
         .serialize_request(key.pair())
         .map_err(|e| Error::internal(format!("cannot build the CSR: {e}")))?;
-    csr.pem().map_err(|e| Error::internal(format!("cannot encode the CSR: {e}")))
+    csr.pem()
+        .map_err(|e| Error::internal(format!("cannot encode the CSR: {e}")))
 }
 
 /// The kubelet's deterministic CSR name (`pkg/kubelet/certificate/bootstrap/bootstrap.go`
@@ -100,9 +100,8 @@ impl CsrInfo {
 
 /// Parses a PEM `CERTIFICATE REQUEST` and verifies its self-signature (proof of key possession).
 pub fn parse_pem(pem: &[u8]) -> Result<CsrInfo> {
-    let der = CertificateSigningRequestDer::from_pem_slice(pem).map_err(|_| {
-        Error::invalid("the request is not a PEM \"CERTIFICATE REQUEST\" block")
-    })?;
+    let der = CertificateSigningRequestDer::from_pem_slice(pem)
+        .map_err(|_| Error::invalid("the request is not a PEM \"CERTIFICATE REQUEST\" block"))?;
     parse_der(der.as_ref())
 }
 
@@ -114,7 +113,8 @@ pub fn parse_der(der: &[u8]) -> Result<CsrInfo> {
         .map_err(|_| Error::invalid("the certificate request's signature does not verify"))?;
     let info = &req.certification_request_info;
     let strings = |it: &mut dyn Iterator<Item = &x509_parser::x509::AttributeTypeAndValue<'_>>| {
-        it.filter_map(|a| a.as_str().ok().map(str::to_string)).collect::<Vec<_>>()
+        it.filter_map(|a| a.as_str().ok().map(str::to_string))
+            .collect::<Vec<_>>()
     };
     let mut out = CsrInfo {
         common_names: strings(&mut info.subject.iter_common_name()),
@@ -124,7 +124,8 @@ pub fn parse_der(der: &[u8]) -> Result<CsrInfo> {
         emails: vec![],
         uris: vec![],
         spki: info.subject_pki.raw.to_vec(),
-        is_rsa: info.subject_pki.algorithm.algorithm == x509_parser::oid_registry::OID_PKCS1_RSAENCRYPTION,
+        is_rsa: info.subject_pki.algorithm.algorithm
+            == x509_parser::oid_registry::OID_PKCS1_RSAENCRYPTION,
         der: der.to_vec(),
     };
     if let Some(exts) = req.requested_extensions() {
@@ -156,7 +157,14 @@ mod tests {
     #[test]
     fn builds_parses_and_names_deterministically() {
         let k = PrivateKey::generate().unwrap();
-        let pem = build(&k, "system:node:n1", &["system:nodes"], &["n1".into()], &["10.0.0.1".parse().unwrap()]).unwrap();
+        let pem = build(
+            &k,
+            "system:node:n1",
+            &["system:nodes"],
+            &["n1".into()],
+            &["10.0.0.1".parse().unwrap()],
+        )
+        .unwrap();
         let info = parse_pem(pem.as_bytes()).unwrap();
         assert_eq!(info.cn(), "system:node:n1");
         assert_eq!(info.organizations, ["system:nodes"]);

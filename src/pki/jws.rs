@@ -15,7 +15,11 @@ fn header_b64(token_id: &str) -> String {
 
 fn signing_input(token_id: &str, payload: &str) -> String {
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    format!("{}.{}", header_b64(token_id), b64.encode(payload.as_bytes()))
+    format!(
+        "{}.{}",
+        header_b64(token_id),
+        b64.encode(payload.as_bytes())
+    )
 }
 
 /// Computes `header..signature` for `payload`. kubeadm zero-pads the 16-byte secret to 32 bytes
@@ -32,7 +36,9 @@ pub fn sign_detached(payload: &str, token: &BootstrapToken) -> String {
 /// Verifies a detached JWS in constant time. The header must be exactly the one kubeadm would
 /// produce for this token id (kubeadm compares the whole recomputed string).
 pub fn verify_detached(jws: &str, payload: &str, token: &BootstrapToken) -> bool {
-    let Some((header, sig)) = jws.trim().split_once("..") else { return false };
+    let Some((header, sig)) = jws.trim().split_once("..") else {
+        return false;
+    };
     if header != header_b64(token.id()) {
         return false;
     }
@@ -47,7 +53,8 @@ pub fn verify_detached(jws: &str, payload: &str, token: &BootstrapToken) -> bool
 mod tests {
     use super::*;
 
-    const GOLDEN_KUBECONFIG: &str = include_str!("../../fixtures/kubeadm-golden/cluster-info-kubeconfig.yaml");
+    const GOLDEN_KUBECONFIG: &str =
+        include_str!("../../fixtures/kubeadm-golden/cluster-info-kubeconfig.yaml");
     const GOLDEN_JWS: &str =
         "eyJhbGciOiJIUzI1NiIsImtpZCI6ImFiY2RlZiJ9..wUZ0q9o0VK1RWFptmSBOEem2bXHWrHyxrposHg0mb1w";
 
@@ -62,7 +69,11 @@ mod tests {
     fn rejects_tampering_and_wrong_secret() {
         let token = BootstrapToken::parse("abcdef.abcdef0123456789").unwrap();
         let wrong = BootstrapToken::parse("abcdef.abcdef0123456780").unwrap();
-        assert!(!verify_detached(GOLDEN_JWS, &GOLDEN_KUBECONFIG.replace("192.168.0.101", "10.6.6.6"), &token));
+        assert!(!verify_detached(
+            GOLDEN_JWS,
+            &GOLDEN_KUBECONFIG.replace("192.168.0.101", "10.6.6.6"),
+            &token
+        ));
         assert!(!verify_detached(GOLDEN_JWS, GOLDEN_KUBECONFIG, &wrong));
         let other_id = BootstrapToken::parse("abcdeg.abcdef0123456789").unwrap();
         assert!(!verify_detached(GOLDEN_JWS, GOLDEN_KUBECONFIG, &other_id));

@@ -33,7 +33,10 @@ impl PrivateKey {
                 "{what} is not a PKCS#8 PEM private key (\"BEGIN PRIVATE KEY\"); convert one with `openssl pkcs8 -topk8 -nocrypt -in KEY -out KEY.pk8`"
             ))
         })?;
-        Ok(PrivateKey { pem: SecretString::new(pem.to_string()), pair })
+        Ok(PrivateKey {
+            pem: SecretString::new(pem.to_string()),
+            pair,
+        })
     }
 
     /// The PKCS#8 PEM text.
@@ -90,15 +93,25 @@ mod tests {
         let again = PrivateKey::from_pem(k.pem().expose(), "key").unwrap();
         assert_eq!(k.spki_der(), again.spki_der());
         assert!(!format!("{k:?}").contains("PRIVATE"));
-        let e = PrivateKey::from_pem("-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n", "k.pem").unwrap_err();
+        let e = PrivateKey::from_pem(
+            "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n",
+            "k.pem",
+        )
+        .unwrap_err();
         assert!(e.message().contains("openssl pkcs8"));
     }
 
     #[test]
     fn splits_bundles() {
         let k = PrivateKey::generate().unwrap();
-        let bundle = format!("-----BEGIN CERTIFICATE-----\nQUJD\n-----END CERTIFICATE-----\n{}", k.pem().expose());
-        assert_eq!(private_key_block(&bundle).unwrap().trim(), k.pem().expose().trim());
+        let bundle = format!(
+            "-----BEGIN CERTIFICATE-----\nQUJD\n-----END CERTIFICATE-----\n{}",
+            k.pem().expose()
+        );
+        assert_eq!(
+            private_key_block(&bundle).unwrap().trim(),
+            k.pem().expose().trim()
+        );
         assert!(certificate_blocks(&bundle).starts_with("-----BEGIN CERTIFICATE-----"));
         assert!(!certificate_blocks(&bundle).contains("PRIVATE"));
     }

@@ -32,14 +32,19 @@ pub fn pem_encode(label: &str, der: &[u8]) -> String {
 pub fn parse_certs_pem(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
         .collect::<std::result::Result<_, _>>()
-        .map_err(|e| Error::invalid(format!("{what} is not valid PEM ({e}); expected one or more CERTIFICATE blocks")))?;
+        .map_err(|e| {
+            Error::invalid(format!(
+                "{what} is not valid PEM ({e}); expected one or more CERTIFICATE blocks"
+            ))
+        })?;
     if certs.is_empty() {
         return Err(Error::invalid(format!(
             "{what} holds no CERTIFICATE block; expected a PEM certificate"
         )));
     }
     for (i, der) in certs.iter().enumerate() {
-        cert::CertInfo::parse(der).map_err(|e| e.context(format!("{what}, certificate {}", i + 1)))?;
+        cert::CertInfo::parse(der)
+            .map_err(|e| e.context(format!("{what}, certificate {}", i + 1)))?;
     }
     Ok(certs)
 }

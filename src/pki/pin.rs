@@ -82,13 +82,17 @@ mod tests {
     use super::*;
 
     const GOLDEN_CA: &str = include_str!("../../fixtures/kubeadm-golden/ca.pem");
-    const GOLDEN_PIN: &str = "sha256:3b793efefe27a19f93b0fbe6e637e9c41d0dde8a377d6ab1c0f656bf1136dd8a";
+    const GOLDEN_PIN: &str =
+        "sha256:3b793efefe27a19f93b0fbe6e637e9c41d0dde8a377d6ab1c0f656bf1136dd8a";
 
     #[test]
     fn golden_ca_pin_matches_kubeadm() {
         let certs = crate::pki::parse_certs_pem(GOLDEN_CA.as_bytes(), "golden CA").unwrap();
         assert_eq!(Pin::of_cert(&certs[0]).unwrap().as_str(), GOLDEN_PIN);
-        let upper = GOLDEN_PIN.replace("sha256", "SHA256").to_uppercase().replace("SHA256:", "SHA256:");
+        let upper = GOLDEN_PIN
+            .replace("sha256", "SHA256")
+            .to_uppercase()
+            .replace("SHA256:", "SHA256:");
         assert_eq!(Pin::parse(&upper).unwrap().as_str(), GOLDEN_PIN);
         assert!(check_any(&[Pin::parse(GOLDEN_PIN).unwrap()], &certs).is_ok());
     }
@@ -104,7 +108,14 @@ mod tests {
 
     #[test]
     fn rejects_bad_pins() {
-        for bad in ["", "sha256", "md5:00", "sha256:zz", "sha256:abcd", "sha256:a:b"] {
+        for bad in [
+            "",
+            "sha256",
+            "md5:00",
+            "sha256:zz",
+            "sha256:abcd",
+            "sha256:a:b",
+        ] {
             assert!(Pin::parse(bad).is_err(), "{bad}");
         }
     }

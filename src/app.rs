@@ -1,0 +1,167 @@
+//! The program behind `main`: parse, set up logging, run, print, map errors to exit codes.
+
+use std::ffi::OsString;
+
+use clap::{CommandFactory, FromArgMatches};
+
+use crate::cli::{Cli, Cmd, GraphFormat, JoinArgs};
+use crate::engine::graph::PhaseGraph;
+use crate::engine::{Command, execute};
+use crate::error::{Error, Result};
+use crate::output::Output;
+use crate::settings::{Options, OutputFormat, Settings};
+
+/// Runs bootlet with `args` and returns the exit code.
+pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut command = Cli::command();
+    if let Ok(g) = PhaseGraph::embedded() {
+        let phases = format!("Phases, in run order:\n{}", g.render_text());
+        command = command.mut_subcommand("phase", |c| c.before_long_help(phases));
+    }
+    let matches = match command.try_get_matches_from(args) {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return 2;
+        }
+    };
+    init_logging(cli.verbose);
+    let verbose = cli.verbose;
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            report_error(&e, verbose);
+            e.kind().exit_code()
+        }
+    }
+}
+
+/// Prints `error: <one line>` and, with -v, the detail lines.
+pub fn report_error(e: &Error, verbose: u8) {
+    eprintln!("error: {}", e.message());
+    if verbose > 0 {
+        for d in e.details() {
+            eprintln!("  {d}");
+        }
+        eprintln!(
+            "  (exit code {}: {})",
+            e.kind().exit_code(),
+            e.kind().meaning()
+        );
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let filter = match verbose {
+        0 => "warn",
+        1 => "bootlet=debug,kube=info,warn",
+        _ => "bootlet=trace,kube=debug,info",
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::internal(format!("cannot start the async runtime: {e}")))
+}
+
+fn dispatch(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Cmd::Join(args) => run_engine(Command::Join, &args),
+        Cmd::Phase { name, args } => run_engine(Command::Phase(name), &args),
+        Cmd::Plan(args) => run_engine(Command::Plan, &args),
+        Cmd::Graph { format } => {
+            let g = PhaseGraph::embedded()?;
+            print!(
+                "{}",
+                match format {
+                    GraphFormat::Text => g.render_text(),
+                    GraphFormat::Dot => g.render_dot(),
+                    GraphFormat::Mermaid => g.render_mermaid(),
+                }
+            );
+            Ok(0)
+        }
+        Cmd::CaPin { files } => {
+            for f in files {
+                let pem = std::fs::read(&f).map_err(|e| Error::io("read", &f, e))?;
+                for der in crate::pki::parse_certs_pem(&pem, &f.display().to_string())? {
+                    let info = crate::pki::cert::CertInfo::parse(&der)?;
+                    println!(
+                        "{}  {} (CN={})",
+                        crate::pki::pin::Pin::of_spki(&info.spki),
+                        f.display(),
+                        info.cn()
+                    );
+                }
+            }
+            Ok(0)
+        }
+        Cmd::GenDocs { out } => {
+            let text = crate::docs::phases_md(&PhaseGraph::embedded()?);
+            std::fs::write(&out, text).map_err(|e| Error::io("write", &out, e))?;
+            Ok(0)
+        }
+    }
+}
+
+/// Resolves settings from a config file and flags.
+pub fn settings_from(args: &JoinArgs) -> Result<Settings> {
+    let file = match &args.config {
+        Some(p) => Options::from_file(p)?,
+        None => Options::default(),
+    };
+    let env_token = std::env::var("BOOTLET_TOKEN").ok();
+    Settings::resolve(file.overlaid_by(args.to_options()), env_token)
+}
+
+fn run_engine(command: Command, args: &JoinArgs) -> Result<i32> {
+    let settings = settings_from(args)?;
+    let json = settings.output == OutputFormat::Json;
+    let dry_run = settings.dry_run;
+    let out = Output::new(json);
+    let outcome = runtime()?.block_on(execute(command.clone(), settings, out));
+    if json {
+        if command == Command::Plan {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({"phases": outcome.plan}))
+                    .unwrap_or_default()
+            );
+        } else {
+            println!("{}", outcome.report.to_json());
+        }
+    } else if dry_run && command != Command::Plan {
+        print!("{}", outcome.report.render_text());
+    }
+    if let Some(dir) = &outcome.report.dry_run_dir {
+        let report_path = std::path::Path::new(dir).join("bootlet-report.json");
+        crate::files::write_atomic(
+            &report_path,
+            outcome.report.to_json().as_bytes(),
+            crate::files::PUBLIC_FILE_MODE,
+        )?;
+        if !json {
+            println!("[dryrun] The audit report is in {}", report_path.display());
+        }
+    }
+    match outcome.error {
+        Some(e) => Err(e),
+        None => Ok(0),
+    }
+}

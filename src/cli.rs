@@ -1,0 +1,256 @@
+//! The command line: clap definitions and help texts. Flag names follow kubeadm's where kubeadm
+//! has one.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::files::LayoutKind;
+use crate::settings::{Options, OutputFormat};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  unexpected failure (a bug); rerun with -v and report it
+  2  bad flags, config file or phase name
+  3  preflight checks failed
+  4  malformed input: token, CA pin, kubeconfig, PEM, journal or cluster-info
+  5  verification failed: CA pin, JWS signature, TLS or issued certificate
+  6  the cluster refused: 401/403/422, CSR denied or failed, conflicting token Secret
+  7  discovery or approval timed out
+  8  the API server was unreachable or kept failing
+  9  state conflict: lock held, journal contradicts the files, foreign files
+  10 a phase run alone lacks an input another phase produces
+  11 a file could not be read or written";
+
+/// bootlet joins this machine to a Kubernetes cluster as a graph of small, idempotent, auditable
+/// phases.
+#[derive(Debug, Parser)]
+#[command(name = "bootlet", version, about, after_long_help = EXIT_CODES, after_help = "Examples:
+  bootlet demo                                   # try the whole flow on a built-in local control plane
+  bootlet join 10.0.0.1:6443 --token-file /run/token --discovery-token-ca-cert-hash sha256:<hex>
+  bootlet join --dry-run -o json --discovery-file cluster.conf --token-file /run/token
+  bootlet plan --bootstrap-kubeconfig bootstrap.conf
+See `bootlet help <command>` for more, and --help (long) for exit codes.")]
+pub struct Cli {
+    /// More logging on stderr (-v debug, -vv trace). Secrets are never logged.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run the whole join graph, skipping what is already done.
+    #[command(after_help = "Examples:
+  # A node with a token and the CA pin its admin handed out:
+  BOOTLET_TOKEN=abcdef.0123456789abcdef bootlet join 10.0.0.1:6443 \\
+      --discovery-token-ca-cert-hash sha256:3b793efe...dd8a --node-name edge-17
+  # One-shot on a lab machine holding the admin kubeconfig:
+  bootlet join --admin-kubeconfig /etc/kubernetes/admin.conf
+  # Audit: everything the join would write and send, nothing changed:
+  bootlet join --dry-run -o json --bootstrap-kubeconfig bootstrap.conf")]
+    Join(JoinArgs),
+    /// Run one phase (after checking whether it is already done).
+    #[command(after_help = "Examples:
+  bootlet phase token --root /tmp/admin          # generate and store a token
+  bootlet phase secret --root /tmp/admin --admin-kubeconfig admin.conf
+  bootlet phase kubeconfig --root /tmp/admin --admin-kubeconfig admin.conf
+  bootlet phase client-csr --dry-run --dry-run-dir /tmp/audit")]
+    Phase {
+        /// Phase name (see `bootlet graph`).
+        name: String,
+        /// Join options.
+        #[command(flatten)]
+        args: JoinArgs,
+    },
+    /// Show each phase's status (done, will run, skipped) and why. Changes nothing.
+    #[command(after_help = "Examples:
+  bootlet plan --bootstrap-kubeconfig bootstrap.conf
+  bootlet plan -o json --root /mnt/image")]
+    Plan(JoinArgs),
+    /// Print the phase graph.
+    #[command(after_help = "Examples:
+  bootlet graph
+  bootlet graph --format dot | dot -Tsvg > phases.svg
+  bootlet graph --format mermaid")]
+    Graph {
+        /// Rendering.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
+        format: GraphFormat,
+    },
+    /// Print the `sha256:` pin of each CA certificate in a PEM file, for --discovery-token-ca-cert-hash.
+    #[command(after_help = "Examples:
+  bootlet ca-pin /etc/kubernetes/pki/ca.crt")]
+    CaPin {
+        /// PEM files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Write docs/phases.md from the phase manifests (maintainers).
+    #[command(hide = true)]
+    GenDocs {
+        /// Output file.
+        #[arg(long, default_value = "docs/phases.md")]
+        out: PathBuf,
+    },
+}
+
+/// `bootlet graph` renderings.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum GraphFormat {
+    /// Numbered list in run order.
+    Text,
+    /// Graphviz.
+    Dot,
+    /// Mermaid flowchart.
+    Mermaid,
+}
+
+/// Options shared by join, phase and plan. Each may also be set in `--config FILE.toml` under the
+/// flag's name; flags win.
+#[derive(Debug, Clone, Args, Default)]
+pub struct JoinArgs {
+    /// API server endpoint for token discovery (host:port or https://host:port).
+    #[arg(value_name = "API_SERVER_ENDPOINT")]
+    pub api_server_endpoint: Option<String>,
+    /// TOML file holding any of these options (keys are the flag names); flags win.
+    #[arg(long, value_name = "FILE.toml")]
+    pub config: Option<PathBuf>,
+    /// Prefix under which all files land (paths inside files are as seen from inside it).
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// File layout.
+    #[arg(long, value_enum)]
+    pub layout: Option<LayoutArg>,
+    /// Where bootlet keeps its journal and staged files (inside the root).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<String>,
+    /// Krustlet data directory (inside the root) [env: KRUSTLET_DATA_DIR, default ~/.krustlet].
+    #[arg(long, value_name = "DIR")]
+    pub krustlet_data_dir: Option<String>,
+    /// Node name [default: the host name].
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// Node IP for the serving certificate (repeatable) [default: the address used to reach the API server].
+    #[arg(long, value_name = "IP")]
+    pub node_ip: Vec<String>,
+    /// Admin kubeconfig: enables the secret phase and can serve as the discovery source.
+    #[arg(long, value_name = "FILE")]
+    pub admin_kubeconfig: Option<PathBuf>,
+    /// Bootstrap token id.secret. Visible in `ps`: prefer --token-file or BOOTLET_TOKEN.
+    #[arg(long, conflicts_with = "token_file")]
+    pub token: Option<String>,
+    /// File holding the bootstrap token; `-` reads standard input [env: BOOTLET_TOKEN holds the token itself].
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Lifetime of the token Secret the secret phase creates (0 = never expires) [default: 24h].
+    #[arg(long, value_name = "DURATION")]
+    pub token_ttl: Option<String>,
+    /// auth-extra-groups of that Secret [default: system:bootstrappers:kubeadm:default-node-token].
+    #[arg(long, value_delimiter = ',', value_name = "GROUP,..")]
+    pub token_groups: Vec<String>,
+    /// Bootstrap kubeconfig handed over by an admin.
+    #[arg(long, value_name = "FILE")]
+    pub bootstrap_kubeconfig: Option<PathBuf>,
+    /// Kubeconfig with the cluster's server and CA, for file discovery.
+    #[arg(long, value_name = "FILE")]
+    pub discovery_file: Option<PathBuf>,
+    /// Pin of the cluster CA's public key (repeatable; any match passes).
+    #[arg(long, value_name = "sha256:HEX")]
+    pub discovery_token_ca_cert_hash: Vec<String>,
+    /// Trust the CA in cluster-info without a pin (weakens security: anyone with the token could impersonate the cluster).
+    #[arg(long)]
+    pub discovery_token_unsafe_skip_ca_verification: bool,
+    /// How long token discovery waits for a signed cluster-info [default: 5m].
+    #[arg(long, value_name = "DURATION")]
+    pub discovery_timeout: Option<String>,
+    /// Write everything into a temporary directory instead of the root; send no mutating request.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Directory for --dry-run (kept; reuse it to chain single dry-run phases). Implies --dry-run.
+    #[arg(long, value_name = "DIR")]
+    pub dry_run_dir: Option<PathBuf>,
+    /// Phases not to run.
+    #[arg(long, value_delimiter = ',', value_name = "A,B")]
+    pub skip_phases: Vec<String>,
+    /// Preflight checks to downgrade to warnings, by name, or `all`.
+    #[arg(long, value_delimiter = ',', value_name = "A,B|all")]
+    pub ignore_preflight_errors: Vec<String>,
+    /// How long to wait for each CSR to be approved and signed [default: 5m].
+    #[arg(long, value_name = "DURATION")]
+    pub approval_timeout: Option<String>,
+    /// Retry budget of each API call against transient failures [default: 60s].
+    #[arg(long, value_name = "DURATION")]
+    pub api_timeout: Option<String>,
+    /// Keep the bootstrap kubeconfig and token file after success.
+    #[arg(long)]
+    pub keep_bootstrap_kubeconfig: bool,
+    /// Output format: kubeadm-style text, or one JSON document on stdout (progress goes to stderr).
+    #[arg(short, long, value_enum)]
+    pub output: Option<OutputArg>,
+}
+
+/// `--layout`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LayoutArg {
+    /// /etc/kubernetes and /var/lib/kubelet/pki.
+    Kubelet,
+    /// $KRUSTLET_DATA_DIR/config.
+    Krustlet,
+}
+
+/// `-o`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OutputArg {
+    /// Text.
+    Text,
+    /// JSON.
+    Json,
+}
+
+impl JoinArgs {
+    /// The options these flags set (unset flags stay `None`, so a config file can fill them).
+    pub fn to_options(&self) -> Options {
+        let list = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+        let flag = |b: bool| b.then_some(true);
+        Options {
+            api_server_endpoint: self.api_server_endpoint.clone(),
+            root: self.root.clone(),
+            layout: self.layout.map(|l| match l {
+                LayoutArg::Kubelet => LayoutKind::Kubelet,
+                LayoutArg::Krustlet => LayoutKind::Krustlet,
+            }),
+            state_dir: self.state_dir.clone(),
+            krustlet_data_dir: self.krustlet_data_dir.clone(),
+            node_name: self.node_name.clone(),
+            node_ip: list(&self.node_ip),
+            admin_kubeconfig: self.admin_kubeconfig.clone(),
+            token: self.token.clone(),
+            token_file: self.token_file.clone(),
+            token_ttl: self.token_ttl.clone(),
+            token_groups: list(&self.token_groups),
+            bootstrap_kubeconfig: self.bootstrap_kubeconfig.clone(),
+            discovery_file: self.discovery_file.clone(),
+            discovery_token_ca_cert_hash: list(&self.discovery_token_ca_cert_hash),
+            discovery_token_unsafe_skip_ca_verification: flag(
+                self.discovery_token_unsafe_skip_ca_verification,
+            ),
+            discovery_timeout: self.discovery_timeout.clone(),
+            dry_run: flag(self.dry_run),
+            dry_run_dir: self.dry_run_dir.clone(),
+            skip_phases: list(&self.skip_phases),
+            ignore_preflight_errors: list(&self.ignore_preflight_errors),
+            approval_timeout: self.approval_timeout.clone(),
+            api_timeout: self.api_timeout.clone(),
+            keep_bootstrap_kubeconfig: flag(self.keep_bootstrap_kubeconfig),
+            output: self.output.map(|o| match o {
+                OutputArg::Text => OutputFormat::Text,
+                OutputArg::Json => OutputFormat::Json,
+            }),
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Generated documentation: `docs/phases.md` from the manifests (a test fails when it is stale).
+
+use crate::engine::graph::PhaseGraph;
+
+/// The text of `docs/phases.md`.
+pub fn phases_md(graph: &PhaseGraph) -> String {
+    let mut out = String::from(
+        "# Phases\n\n<!-- Generated from phases/*.toml by `bootlet gen-docs`; do not edit. A test fails when this file is stale. -->\n\n",
+    );
+    out.push_str("Run order of `bootlet join`:\n\n```mermaid\n");
+    out.push_str(&graph.render_mermaid());
+    out.push_str("```\n\n");
+    out.push_str("Paths use the layout's variables: `{bootstrap_kubeconfig}` is `/etc/kubernetes/bootstrap-kubelet.conf` in the kubelet layout and `$KRUSTLET_DATA_DIR/config/bootstrap.conf` in the krustlet layout; `{state}` is `/var/lib/bootlet` (kubelet) or `$KRUSTLET_DATA_DIR/bootlet` (krustlet); `{staging}` is `{state}/staging`.\n\n");
+    for (i, m) in graph.manifests().enumerate() {
+        out.push_str(&format!("## {}. {}\n\n{}\n\n", i + 1, m.name, m.summary));
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.iter()
+                    .map(|s| format!("`{s}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        out.push_str(&format!("- **needs:** {}\n", list(&m.needs)));
+        if !m.after.is_empty() {
+            out.push_str(&format!(
+                "- **runs after, when both run:** {}\n",
+                list(&m.after)
+            ));
+        }
+        out.push_str(&format!("- **done when:** {}\n", m.done_check));
+        if !m.inputs.is_empty() {
+            out.push_str("- **inputs:** ");
+            out.push_str(
+                &m.inputs
+                    .iter()
+                    .map(|i| format!("{} (from `{}`)", i.name, i.from))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            );
+            out.push('\n');
+        }
+        if m.writes.is_empty() && m.removes.is_empty() {
+            out.push_str("- **files:** none\n");
+        } else {
+            out.push_str("\n| file | mode | layouts | why |\n| --- | --- | --- | --- |\n");
+            for w in &m.writes {
+                let layouts = if w.layouts.is_empty() {
+                    "all".to_string()
+                } else {
+                    w.layouts
+                        .iter()
+                        .map(|l| l.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                out.push_str(&format!(
+                    "| `{}` | {} | {layouts} | {} |\n",
+                    w.path, w.mode, w.what
+                ));
+            }
+            for r in &m.removes {
+                out.push_str(&format!("| `{}` | removed | all | {} |\n", r.path, r.what));
+            }
+            out.push('\n');
+        }
+        if m.requests.is_empty() {
+            out.push_str("- **API requests:** none\n");
+        } else {
+            out.push_str("\n| verb | resource | as | why |\n| --- | --- | --- | --- |\n");
+            for r in &m.requests {
+                out.push_str(&format!(
+                    "| {} | {} | {} | {} |\n",
+                    r.verb, r.resource, r.identity, r.what
+                ));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn docs_phases_md_is_up_to_date() {
+        let graph = crate::engine::graph::PhaseGraph::embedded().unwrap();
+        let want = super::phases_md(&graph);
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/phases.md");
+        if std::env::var_os("BOOTLET_UPDATE_DOCS").is_some() {
+            std::fs::write(path, &want).unwrap();
+        }
+        let have = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            have == want,
+            "docs/phases.md is stale: run `cargo run -- gen-docs` (or BOOTLET_UPDATE_DOCS=1 cargo test)"
+        );
+    }
+}

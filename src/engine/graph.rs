@@ -1,0 +1,288 @@
+//! The phase graph: a petgraph DAG built from the manifests, its run order and its renderings.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use petgraph::Direction;
+use petgraph::algo::is_cyclic_directed;
+use petgraph::graph::{DiGraph, NodeIndex};
+
+use super::manifest::{MANIFEST_SOURCES, Manifest};
+use crate::error::{Error, Result};
+
+/// Why one phase comes before another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edge {
+    /// `needs`: the later phase uses the earlier one's output.
+    Needs,
+    /// `after`: ordering only, when both run.
+    After,
+}
+
+/// The validated graph.
+#[derive(Debug, Clone)]
+pub struct PhaseGraph {
+    graph: DiGraph<Manifest, Edge>,
+    index: BTreeMap<String, NodeIndex>,
+    order: Vec<NodeIndex>,
+}
+
+impl PhaseGraph {
+    /// The graph of the manifests embedded in this binary.
+    pub fn embedded() -> Result<PhaseGraph> {
+        Self::from_sources(MANIFEST_SOURCES)
+    }
+
+    /// Builds and validates a graph from `(stem, toml)` pairs: unknown names and cycles are errors.
+    pub fn from_sources(sources: &[(&str, &str)]) -> Result<PhaseGraph> {
+        let mut graph = DiGraph::new();
+        let mut index = BTreeMap::new();
+        for (stem, text) in sources {
+            let m = Manifest::parse(stem, text)?;
+            let name = m.name.clone();
+            let ix = graph.add_node(m);
+            if index.insert(name.clone(), ix).is_some() {
+                return Err(Error::internal(format!(
+                    "two manifests declare phase {name:?}"
+                )));
+            }
+        }
+        let nodes: Vec<NodeIndex> = graph.node_indices().collect();
+        for ix in nodes {
+            let m = graph[ix].clone();
+            for (deps, kind) in [(&m.needs, Edge::Needs), (&m.after, Edge::After)] {
+                for dep in deps {
+                    let from = index.get(dep).ok_or_else(|| {
+                        Error::internal(format!(
+                            "phases/{}.toml refers to unknown phase {dep:?} (known: {})",
+                            m.name,
+                            index.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ))
+                    })?;
+                    graph.add_edge(*from, ix, kind);
+                }
+            }
+        }
+        if is_cyclic_directed(&graph) {
+            let cycle = find_cycle(&graph).join(" -> ");
+            return Err(Error::internal(format!(
+                "the phase manifests form a cycle: {cycle}"
+            )));
+        }
+        let order = stable_topological_order(&graph);
+        Ok(PhaseGraph {
+            graph,
+            index,
+            order,
+        })
+    }
+
+    /// Phase names in run order.
+    pub fn order(&self) -> Vec<&str> {
+        self.order
+            .iter()
+            .map(|ix| self.graph[*ix].name.as_str())
+            .collect()
+    }
+
+    /// Manifests in run order.
+    pub fn manifests(&self) -> impl Iterator<Item = &Manifest> {
+        self.order.iter().map(|ix| &self.graph[*ix])
+    }
+
+    /// The manifest of `name`.
+    pub fn get(&self, name: &str) -> Option<&Manifest> {
+        self.index.get(name).map(|ix| &self.graph[*ix])
+    }
+
+    /// A usage error for an unknown phase name, listing the known ones.
+    pub fn unknown(&self, name: &str) -> Error {
+        Error::usage(format!(
+            "unknown phase {name:?}; phases are: {}",
+            self.order().join(", ")
+        ))
+    }
+
+    /// Phases that directly `need` `name`.
+    pub fn dependants(&self, name: &str) -> Vec<&str> {
+        let Some(ix) = self.index.get(name) else {
+            return vec![];
+        };
+        self.graph
+            .edges_directed(*ix, Direction::Outgoing)
+            .filter(|e| *e.weight() == Edge::Needs)
+            .map(|e| {
+                self.graph[petgraph::visit::EdgeRef::target(&e)]
+                    .name
+                    .as_str()
+            })
+            .collect()
+    }
+
+    /// All phases `name` needs, directly or not.
+    pub fn ancestors(&self, name: &str) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let mut stack: Vec<&str> = self
+            .get(name)
+            .map(|m| m.needs.iter().map(String::as_str).collect())
+            .unwrap_or_default();
+        while let Some(n) = stack.pop() {
+            if out.insert(n.to_string())
+                && let Some(m) = self.get(n)
+            {
+                stack.extend(m.needs.iter().map(String::as_str));
+            }
+        }
+        out
+    }
+
+    /// Plain-text rendering: one line per phase in run order with its needs.
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        for (i, m) in self.manifests().enumerate() {
+            let needs = if m.needs.is_empty() {
+                "-".to_string()
+            } else {
+                m.needs.join(", ")
+            };
+            let after = if m.after.is_empty() {
+                String::new()
+            } else {
+                format!("; after {}", m.after.join(", "))
+            };
+            out.push_str(&format!(
+                "{:>2}. {:<12} needs {needs}{after}\n    {}\n",
+                i + 1,
+                m.name,
+                m.summary
+            ));
+        }
+        out
+    }
+
+    /// Graphviz DOT; `after` edges dashed.
+    pub fn render_dot(&self) -> String {
+        let mut out = String::from("digraph bootlet {\n  rankdir=LR;\n  node [shape=box];\n");
+        for m in self.manifests() {
+            out.push_str(&format!(
+                "  \"{}\" [tooltip=\"{}\"];\n",
+                m.name,
+                m.summary.replace('"', "'")
+            ));
+        }
+        for m in self.manifests() {
+            for n in &m.needs {
+                out.push_str(&format!("  \"{n}\" -> \"{}\";\n", m.name));
+            }
+            for a in &m.after {
+                out.push_str(&format!(
+                    "  \"{a}\" -> \"{}\" [style=dashed, label=\"after\"];\n",
+                    m.name
+                ));
+            }
+        }
+        out.push_str("}\n");
+        out
+    }
+
+    /// Mermaid flowchart; `after` edges dotted.
+    pub fn render_mermaid(&self) -> String {
+        let id = |s: &str| s.replace('-', "_");
+        let mut out = String::from("flowchart LR\n");
+        for m in self.manifests() {
+            out.push_str(&format!("  {}[\"{}\"]\n", id(&m.name), m.name));
+        }
+        for m in self.manifests() {
+            for n in &m.needs {
+                out.push_str(&format!("  {} --> {}\n", id(n), id(&m.name)));
+            }
+            for a in &m.after {
+                out.push_str(&format!("  {} -.->|after| {}\n", id(a), id(&m.name)));
+            }
+        }
+        out
+    }
+}
+
+/// Kahn's algorithm, taking ready phases in name order so the order is stable.
+fn stable_topological_order(graph: &DiGraph<Manifest, Edge>) -> Vec<NodeIndex> {
+    let mut indegree: BTreeMap<NodeIndex, usize> = graph
+        .node_indices()
+        .map(|ix| (ix, graph.edges_directed(ix, Direction::Incoming).count()))
+        .collect();
+    let mut ready: BTreeSet<(String, NodeIndex)> = indegree
+        .iter()
+        .filter(|(_, d)| **d == 0)
+        .map(|(ix, _)| (graph[*ix].name.clone(), *ix))
+        .collect();
+    let mut order = Vec::new();
+    while let Some(first) = ready.pop_first() {
+        let ix = first.1;
+        order.push(ix);
+        for next in graph.neighbors_directed(ix, Direction::Outgoing) {
+            let d = indegree.get_mut(&next).expect("node");
+            *d -= 1;
+            if *d == 0 {
+                ready.insert((graph[next].name.clone(), next));
+            }
+        }
+    }
+    order
+}
+
+/// Names along one cycle, for the error message.
+fn find_cycle(graph: &DiGraph<Manifest, Edge>) -> Vec<String> {
+    for scc in petgraph::algo::tarjan_scc(graph) {
+        let self_loop = scc.len() == 1 && graph.contains_edge(scc[0], scc[0]);
+        if scc.len() > 1 || self_loop {
+            let mut names: Vec<String> = scc.iter().map(|ix| graph[*ix].name.clone()).collect();
+            names.sort();
+            let first = names[0].clone();
+            names.push(first);
+            return names;
+        }
+    }
+    vec![]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(name: &str, needs: &[&str]) -> String {
+        format!("name = \"{name}\"\nsummary = \"s\"\nneeds = {needs:?}\ndone_check = \"d\"\n")
+    }
+
+    #[test]
+    fn embedded_graph_orders_the_join() {
+        let g = PhaseGraph::embedded().unwrap();
+        assert_eq!(
+            g.order(),
+            [
+                "preflight",
+                "token",
+                "secret",
+                "discovery",
+                "kubeconfig",
+                "client-csr",
+                "serving-csr",
+                "write-files"
+            ]
+        );
+        assert_eq!(g.dependants("kubeconfig"), ["client-csr"]);
+        assert!(g.ancestors("write-files").contains("token"));
+    }
+
+    #[test]
+    fn cycles_and_unknown_names_are_errors() {
+        let a = m("a", &["b"]);
+        let b = m("b", &["a"]);
+        let e = PhaseGraph::from_sources(&[("a", &a), ("b", &b)]).unwrap_err();
+        assert!(e.message().contains("cycle: a -> b -> a"), "{e}");
+        let c = m("c", &["nope"]);
+        let e = PhaseGraph::from_sources(&[("c", &c)]).unwrap_err();
+        assert!(e.message().contains("unknown phase \"nope\""), "{e}");
+        let d = m("d", &[]);
+        let e = PhaseGraph::from_sources(&[("x", &d)]).unwrap_err();
+        assert!(e.message().contains("must equal the file name"), "{e}");
+    }
+}

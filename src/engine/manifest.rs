@@ -1,0 +1,158 @@
+//! Phase manifests (`phases/<name>.toml`): each phase's contract, and the only source of the graph.
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::files::{Layout, LayoutKind};
+
+include!(concat!(env!("OUT_DIR"), "/manifests.rs"));
+
+/// One phase's contract.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Phase name; must equal the file stem.
+    pub name: String,
+    /// One line saying what the phase does.
+    pub summary: String,
+    /// Phases that must have run (or be done) before this one.
+    #[serde(default)]
+    pub needs: Vec<String>,
+    /// Phases that, when they run in the same invocation, run first (ordering only).
+    #[serde(default)]
+    pub after: Vec<String>,
+    /// How the phase decides, from the world, that its job is already done.
+    pub done_check: String,
+    /// Inputs it reads and who makes them.
+    #[serde(default)]
+    pub inputs: Vec<Input>,
+    /// Files it may write.
+    #[serde(default)]
+    pub writes: Vec<WriteDecl>,
+    /// Files it may remove.
+    #[serde(default)]
+    pub removes: Vec<RemoveDecl>,
+    /// API requests it may send.
+    #[serde(default)]
+    pub requests: Vec<RequestDecl>,
+}
+
+/// An input and the phase (or flag) that produces it.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    /// What the input is, as named in errors.
+    pub name: String,
+    /// The phase that produces it, or the flag that supplies it.
+    pub from: String,
+}
+
+/// A file a phase may write.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WriteDecl {
+    /// Path template with `{var}` layout references and `*` wildcards.
+    pub path: String,
+    /// Octal mode like `"0600"`, or `"link"` for a symlink.
+    pub mode: String,
+    /// Layouts the entry applies to (all when empty).
+    #[serde(default)]
+    pub layouts: Vec<LayoutKind>,
+    /// Why the file exists.
+    #[serde(default)]
+    pub what: String,
+}
+
+/// A file a phase may remove.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveDecl {
+    /// Path template.
+    pub path: String,
+    /// Why.
+    #[serde(default)]
+    pub what: String,
+}
+
+/// An API request a phase may send.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RequestDecl {
+    /// Kubernetes verb: get, list, watch, create, update, patch, delete.
+    pub verb: String,
+    /// Plural resource name.
+    pub resource: String,
+    /// Which credentials send it.
+    pub identity: String,
+    /// Why.
+    #[serde(default)]
+    pub what: String,
+}
+
+impl WriteDecl {
+    /// Whether the entry applies to `kind`.
+    pub fn applies_to(&self, kind: LayoutKind) -> bool {
+        self.layouts.is_empty() || self.layouts.contains(&kind)
+    }
+
+    /// The mode as a number; `None` for links.
+    pub fn mode_bits(&self) -> Option<u32> {
+        u32::from_str_radix(&self.mode, 8).ok()
+    }
+}
+
+impl Manifest {
+    /// Parses one manifest; `stem` is its file name without `.toml`.
+    pub fn parse(stem: &str, text: &str) -> Result<Manifest> {
+        let m: Manifest = toml::from_str(text).map_err(|e| {
+            Error::internal(format!("phases/{stem}.toml is invalid: {}", e.message()))
+        })?;
+        if m.name != stem {
+            return Err(Error::internal(format!(
+                "phases/{stem}.toml declares name {:?}; the name must equal the file name",
+                m.name
+            )));
+        }
+        for w in &m.writes {
+            if w.mode != "link" && w.mode_bits().is_none() {
+                return Err(Error::internal(format!(
+                    "phases/{stem}.toml: mode {:?} of {} is neither octal nor \"link\"",
+                    w.mode, w.path
+                )));
+            }
+        }
+        Ok(m)
+    }
+
+    /// The write patterns that apply to `layout`, expanded to inside-root paths.
+    pub fn write_patterns(&self, layout: &Layout) -> Result<Vec<(String, Option<u32>)>> {
+        let mut out = Vec::new();
+        for w in self.writes.iter().filter(|w| w.applies_to(layout.kind())) {
+            let path = layout.expand(&w.path).ok_or_else(|| {
+                Error::internal(format!(
+                    "phases/{}.toml: {} names a path the {} layout does not have",
+                    self.name,
+                    w.path,
+                    layout.kind().name()
+                ))
+            })?;
+            out.push((path, w.mode_bits()));
+        }
+        Ok(out)
+    }
+
+    /// The removal patterns, expanded; entries naming paths this layout lacks are dropped.
+    pub fn remove_patterns(&self, layout: &Layout) -> Vec<String> {
+        self.removes
+            .iter()
+            .filter_map(|r| layout.expand(&r.path))
+            .collect()
+    }
+
+    /// Whether the manifest declares `verb` on `resource`.
+    pub fn allows_request(&self, verb: &str, resource: &str) -> bool {
+        self.requests
+            .iter()
+            .any(|r| r.verb == verb && r.resource == resource)
+    }
+}

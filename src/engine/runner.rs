@@ -1,0 +1,475 @@
+//! Running the graph: decide each phase's status from the world, then run what is not done.
+//!
+//! A phase is *done* when its own check passes, or when every phase after it (transitively,
+//! through `needs` and `after`) is done: its output has been used up, as the bootstrap kubeconfig
+//! is once the node has its own credentials. That single rule makes a second `join` a no-op, lets
+//! a resume skip exactly what still holds, and makes preflight (which writes nothing) run whenever
+//! anything else will.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::context::Ctx;
+use super::graph::PhaseGraph;
+use super::journal::Journal;
+use super::report::Report;
+use super::world::World;
+use crate::error::{Error, Result};
+use crate::files::Layout;
+use crate::output::Output;
+use crate::phases::{self, Check};
+use crate::settings::Settings;
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// The whole graph.
+    Join,
+    /// One phase.
+    Phase(String),
+    /// Show statuses, change nothing.
+    Plan,
+}
+
+impl Command {
+    fn label(&self) -> String {
+        match self {
+            Command::Join => "join".into(),
+            Command::Phase(p) => format!("phase {p}"),
+            Command::Plan => "plan".into(),
+        }
+    }
+}
+
+/// A phase's status before the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", content = "reason", rename_all = "kebab-case")]
+pub enum Status {
+    /// Nothing to do.
+    Done(String),
+    /// Will run.
+    WillRun(String),
+    /// Not run.
+    Skipped(String),
+}
+
+impl Status {
+    fn label(&self) -> &'static str {
+        match self {
+            Status::Done(_) => "done",
+            Status::WillRun(_) => "will run",
+            Status::Skipped(_) => "skipped",
+        }
+    }
+    fn reason(&self) -> &str {
+        match self {
+            Status::Done(r) | Status::WillRun(r) | Status::Skipped(r) => r,
+        }
+    }
+}
+
+/// One row of `bootlet plan`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanRow {
+    /// Phase.
+    pub name: String,
+    /// `done`, `will run`, `skipped`.
+    pub status: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// The result of a run.
+#[derive(Debug)]
+pub struct Outcome {
+    /// What happened.
+    pub report: Report,
+    /// The plan, for `plan`.
+    pub plan: Vec<PlanRow>,
+    /// The error, if the run failed.
+    pub error: Option<Error>,
+}
+
+/// Runs `command` with `settings`.
+pub async fn execute(command: Command, settings: Settings, out: Output) -> Outcome {
+    let mut report = Report {
+        report_version: 1,
+        command: command.label(),
+        dry_run: settings.dry_run,
+        root: settings.root.display().to_string(),
+        layout: settings.layout.name().into(),
+        node_name: settings.node_name.clone(),
+        ..Default::default()
+    };
+    let mut plan = Vec::new();
+    let error = run(&command, settings, out, &mut report, &mut plan)
+        .await
+        .err();
+    report.result = if error.is_some() {
+        "failed".into()
+    } else {
+        "succeeded".into()
+    };
+    report.error = error.as_ref().map(|e| e.message().to_string());
+    Outcome {
+        report,
+        plan,
+        error,
+    }
+}
+
+async fn run(
+    command: &Command,
+    settings: Settings,
+    out: Output,
+    report: &mut Report,
+    plan: &mut Vec<PlanRow>,
+) -> Result<()> {
+    let graph = Arc::new(PhaseGraph::embedded()?);
+    for s in &settings.skip_phases {
+        if graph.get(s).is_none() {
+            return Err(graph.unknown(s).context("--skip-phases"));
+        }
+    }
+    if let Command::Phase(p) = command
+        && graph.get(p).is_none()
+    {
+        return Err(graph.unknown(p));
+    }
+    validate_node_name(&settings.node_name)?;
+    let layout = Layout::new(
+        settings.layout,
+        settings.root.clone(),
+        &settings.krustlet_data_dir,
+        settings.state_dir.as_deref(),
+    )?;
+    let dry_dir = if settings.dry_run && *command != Command::Plan {
+        Some(prepare_dry_run_dir(&settings)?)
+    } else {
+        None
+    };
+    if let Some(d) = &dry_dir {
+        report.dry_run_dir = Some(d.display().to_string());
+        out.say(
+            "dryrun",
+            format!(
+                "Writing would-be files under {} (the real root is not touched)",
+                d.display()
+            ),
+        );
+    }
+    let world = World::new(layout.clone(), dry_dir.clone());
+    let _lock = if *command == Command::Plan {
+        None
+    } else {
+        let lock_path = world.write_host_path(&format!("{}/lock", layout.path("state")));
+        Some(super::lock::acquire(
+            &lock_path,
+            &format!("bootlet {}", command.label()),
+        )?)
+    };
+    let journal_path = layout.path("journal").to_string();
+    let journal = match world.read_string(&journal_path)? {
+        Some(text) => {
+            let shown = world
+                .read_host_path(&journal_path)
+                .map(|p| p.display().to_string())
+                .unwrap_or(journal_path.clone());
+            let j = Journal::parse(&text, &shown)?;
+            j.check_intent(&settings.node_name, settings.layout, &shown)?;
+            j
+        }
+        None => Journal::new(&settings.node_name, settings.layout),
+    };
+    if dry_dir.is_none() && *command != Command::Plan {
+        remove_stale_temps(&graph, &layout);
+    }
+    let mut cx = Ctx::new(settings, layout, world, journal, out, graph.clone());
+    let skipped: BTreeSet<String> = cx.settings.skip_phases.iter().cloned().collect();
+    let scope: Vec<String> = match command {
+        Command::Phase(p) => graph
+            .order()
+            .into_iter()
+            .filter(|n| n == p || graph.ancestors(n).contains(p))
+            .map(String::from)
+            .collect(),
+        _ => graph.order().into_iter().map(String::from).collect(),
+    };
+    let statuses = evaluate(&mut cx, &graph, &scope, &skipped).await?;
+    let order: Vec<String> = match command {
+        Command::Phase(p) => vec![p.clone()],
+        _ => scope.clone(),
+    };
+    if *command == Command::Plan {
+        for name in &order {
+            let s = &statuses[name];
+            cx.out.say(name, format!("{}: {}", s.label(), s.reason()));
+            plan.push(PlanRow {
+                name: name.clone(),
+                status: s.label().into(),
+                reason: s.reason().into(),
+            });
+        }
+        return Ok(());
+    }
+    let mut failure = None;
+    for name in &order {
+        let status = statuses[name].clone();
+        if failure.is_some() {
+            let r = report.phase_mut(name);
+            r.status = "not-run".into();
+            r.reason = "an earlier phase failed".into();
+            continue;
+        }
+        match status {
+            Status::Done(reason) => {
+                cx.out.say(name, format!("already done: {reason}"));
+                let r = report.phase_mut(name);
+                r.status = "done".into();
+                r.reason = reason;
+            }
+            Status::Skipped(reason) => {
+                cx.out.say(name, format!("skipped: {reason}"));
+                let r = report.phase_mut(name);
+                r.status = "skipped".into();
+                r.reason = reason;
+            }
+            Status::WillRun(reason) => {
+                if let Err(e) = run_phase(&mut cx, &graph, name, &reason, report).await {
+                    failure = Some(e);
+                }
+            }
+        }
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if *command == Command::Join && !cx.dry_run() {
+        cx.out.say(
+            "join",
+            format!(
+                "This node has joined the cluster as system:node:{}",
+                cx.settings.node_name
+            ),
+        );
+    }
+    Ok(())
+}
+
+async fn run_phase(
+    cx: &mut Ctx,
+    graph: &PhaseGraph,
+    name: &str,
+    reason: &str,
+    report: &mut Report,
+) -> Result<()> {
+    let manifest = graph.get(name).expect("known phase").clone();
+    let imp = phases::implementation(name)
+        .ok_or_else(|| Error::internal(format!("phase {name} has no implementation")))?;
+    cx.set_phase(name);
+    cx.world.enter_phase(
+        name,
+        manifest.write_patterns(&cx.layout)?,
+        manifest.remove_patterns(&cx.layout),
+    );
+    cx.gate.enter(name, manifest.requests.clone(), false);
+    cx.journal.start(name);
+    cx.save_journal()?;
+    let started = Instant::now();
+    tracing::debug!("phase {name} runs: {reason}");
+    let result = (imp.run)(cx).await;
+    let files = cx.world.leave_phase();
+    let requests = cx.gate.leave();
+    let actions = cx.take_actions();
+    let r = report.phase_mut(name);
+    r.duration_ms = started.elapsed().as_millis() as u64;
+    r.files = files;
+    r.requests = requests;
+    r.actions = actions;
+    r.reason = reason.to_string();
+    match &result {
+        Ok(()) => {
+            r.status = "ran".into();
+            cx.journal.finish(name, None);
+        }
+        Err(e) => {
+            r.status = "failed".into();
+            cx.journal.finish(name, Some(e.message()));
+        }
+    }
+    // A failure to record the outcome must not mask the phase's own error.
+    let saved = cx.save_journal();
+    result?;
+    saved
+}
+
+/// Statuses of `scope`, sinks first, so "everything after me is done" can be answered.
+async fn evaluate(
+    cx: &mut Ctx,
+    graph: &PhaseGraph,
+    scope: &[String],
+    skipped: &BTreeSet<String>,
+) -> Result<BTreeMap<String, Status>> {
+    let mut statuses: BTreeMap<String, Status> = BTreeMap::new();
+    for name in scope.iter().rev() {
+        let status = if skipped.contains(name) {
+            Status::Skipped("in --skip-phases".into())
+        } else {
+            let manifest = graph.get(name).expect("known").clone();
+            let imp = phases::implementation(name)
+                .ok_or_else(|| Error::internal(format!("phase {name} has no implementation")))?;
+            cx.set_phase(name);
+            cx.gate.enter(name, manifest.requests.clone(), true);
+            let checked = (imp.check)(cx).await;
+            cx.gate.leave();
+            match checked? {
+                Check::Done(r) => Status::Done(r),
+                Check::Skip(r) => Status::Skipped(r),
+                Check::NotDone(r) => match used_up_by(graph, name, scope, &statuses) {
+                    Some(by) => Status::Done(format!(
+                        "everything after it is done ({by}); its output has been used"
+                    )),
+                    None => Status::WillRun(r),
+                },
+            }
+        };
+        statuses.insert(name.clone(), status);
+    }
+    cx.take_actions();
+    Ok(statuses)
+}
+
+/// If every phase downstream of `name` in scope is done or skipped (and one is done), the name of
+/// the nearest done one.
+fn used_up_by(
+    graph: &PhaseGraph,
+    name: &str,
+    scope: &[String],
+    statuses: &BTreeMap<String, Status>,
+) -> Option<String> {
+    let downstream: Vec<&String> = scope
+        .iter()
+        .filter(|n| *n != name && downstream_of(graph, n, name))
+        .collect();
+    let mut first_done = None;
+    for d in &downstream {
+        match statuses.get(*d) {
+            Some(Status::Done(_)) => {
+                if first_done.is_none() {
+                    first_done = Some((*d).clone());
+                }
+            }
+            Some(Status::Skipped(_)) => {}
+            _ => return None,
+        }
+    }
+    first_done
+}
+
+/// Whether `later` comes after `earlier` through `needs` or `after` edges.
+fn downstream_of(graph: &PhaseGraph, later: &str, earlier: &str) -> bool {
+    let mut stack = vec![later.to_string()];
+    let mut seen = BTreeSet::new();
+    while let Some(n) = stack.pop() {
+        if !seen.insert(n.clone()) {
+            continue;
+        }
+        if let Some(m) = graph.get(&n) {
+            for dep in m.needs.iter().chain(&m.after) {
+                if dep == earlier {
+                    return true;
+                }
+                stack.push(dep.clone());
+            }
+        }
+    }
+    false
+}
+
+/// Node names must be DNS-1123 subdomains (they become `system:node:<name>` and a DNS SAN).
+pub fn validate_node_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::usage(format!(
+            "node name {name:?} is not a valid DNS-1123 subdomain (lower-case letters, digits, '-' and '.', at most 253 characters, starting and ending with a letter or digit); pass --node-name"
+        )))
+    }
+}
+
+fn prepare_dry_run_dir(settings: &Settings) -> Result<std::path::PathBuf> {
+    match &settings.dry_run_dir {
+        Some(d) => {
+            let d = if d.is_absolute() {
+                d.clone()
+            } else {
+                std::env::current_dir()
+                    .map_err(|e| Error::io("resolve", d, e))?
+                    .join(d)
+            };
+            if d == settings.root || settings.root.starts_with(&d) {
+                return Err(Error::usage(format!(
+                    "--dry-run-dir {} must not be the root or contain it; choose an empty directory elsewhere",
+                    d.display()
+                )));
+            }
+            crate::files::ensure_private_dir(&d)?;
+            Ok(d)
+        }
+        None => {
+            let dir = tempfile::Builder::new()
+                .prefix("bootlet-dry-run-")
+                .tempdir()
+                .map_err(|e| {
+                    Error::io("create a dry-run directory in", &std::env::temp_dir(), e)
+                })?;
+            Ok(dir.keep())
+        }
+    }
+}
+
+fn remove_stale_temps(graph: &PhaseGraph, layout: &Layout) {
+    let mut dirs = BTreeSet::new();
+    for m in graph.manifests() {
+        if let Ok(patterns) = m.write_patterns(layout) {
+            for (p, _) in patterns {
+                if let Some(i) = p.rfind('/') {
+                    dirs.insert(p[..i].to_string());
+                }
+            }
+        }
+    }
+    dirs.insert(layout.path("state").to_string());
+    for d in dirs {
+        crate::files::remove_stale_temps(&layout.host(&d));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_names() {
+        for ok in ["n1", "edge-17.example.com", "a"] {
+            validate_node_name(ok).unwrap();
+        }
+        for bad in ["", "N1", "-a", "a-", "a..b", "a_b", &"x".repeat(254)] {
+            assert!(validate_node_name(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! client-csr: the node's API client certificate through the bootstrap credentials.
+//! Key first (persisted), a CSR named from the key and identity (the kubelet's scheme) for
+//! `kubernetes.io/kube-apiserver-client-kubelet`, CN `system:node:<name>`, O `system:nodes`,
+//! usages digital signature + client auth; wait by watch; verify before staging.
+
+use super::Check;
+use super::common::{
+    CertKind, ClusterRecord, Identity, PairState, installed_client, node_user, obtain_certificate,
+    staged, trusted_cas,
+};
+use crate::engine::Ctx;
+use crate::error::Result;
+use crate::kubeconfig::Credentials;
+
+/// Done when a staged or installed client certificate verifies.
+pub async fn check(cx: &mut Ctx) -> Result<Check> {
+    let rec = ClusterRecord::load(cx)?;
+    let cas = trusted_cas(cx, rec.as_ref());
+    let cn = node_user(&cx.settings.node_name);
+    let id = Identity {
+        cn: &cn,
+        usage: CertKind::Client.usage(),
+        dns: &[],
+        ips: &[],
+    };
+    let staged_state = staged(cx, "client", &cas, &id)?;
+    if let PairState::Valid(p) = &staged_state {
+        return Ok(Check::Done(format!(
+            "staged client certificate for {cn} verified (serial {})",
+            p.info.serial
+        )));
+    }
+    if let PairState::Valid(p) = installed_client(cx)? {
+        return Ok(Check::Done(format!(
+            "installed client certificate for {cn} verified (valid until {})",
+            crate::pki::cert::fmt_unix(p.info.not_after)
+        )));
+    }
+    Ok(Check::NotDone(match staged_state {
+        PairState::Invalid(why) => format!("the staged client certificate does not verify: {why}"),
+        _ => "no client certificate yet".into(),
+    }))
+}
+
+/// Requests the client certificate.
+pub async fn run(cx: &mut Ctx) -> Result<()> {
+    let rec = ClusterRecord::require(cx)?;
+    let path = cx.layout.path("bootstrap_kubeconfig").to_string();
+    let Some(host) = cx.world.read_host_path(&path) else {
+        return Err(cx.missing("bootstrap kubeconfig", &path));
+    };
+    let access = crate::kubeconfig::load(&host, "the bootstrap kubeconfig")?;
+    let identity = match access.credentials {
+        Credentials::Token(_) => "bootstrap token",
+        _ => "bootstrap credentials",
+    };
+    let cluster = cx.cluster(&access, identity)?;
+    obtain_certificate(cx, CertKind::Client, cluster, &rec, &[], &[]).await
+}

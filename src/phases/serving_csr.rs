@@ -1,0 +1,99 @@
+//! serving-csr: the kubelet's serving certificate, requested with the node's own client
+//! certificate (not the bootstrap token) for `kubernetes.io/kubelet-serving`, with the node name
+//! as DNS SAN and the node's IPs (`--node-ip`, or the address this machine uses to reach the API
+//! server) as IP SANs. Serving CSRs are never auto-approved by kube-controller-manager, so while
+//! waiting bootlet prints the exact `kubectl certificate approve` to run.
+
+use std::net::IpAddr;
+
+use super::Check;
+use super::common::{
+    CertKind, ClusterRecord, Identity, PairState, installed_serving, node_access, node_client_pair,
+    node_user, obtain_certificate, staged, trusted_cas,
+};
+use crate::engine::Ctx;
+use crate::error::{Error, Result};
+
+/// Done when a staged or installed serving certificate verifies.
+pub async fn check(cx: &mut Ctx) -> Result<Check> {
+    let rec = ClusterRecord::load(cx)?;
+    let cas = trusted_cas(cx, rec.as_ref());
+    let cn = node_user(&cx.settings.node_name);
+    let dns = [cx.settings.node_name.clone()];
+    let ips = cx.settings.node_ips.clone();
+    let id = Identity {
+        cn: &cn,
+        usage: CertKind::Serving.usage(),
+        dns: &dns,
+        ips: &ips,
+    };
+    let staged_state = staged(cx, "serving", &cas, &id)?;
+    if let PairState::Valid(p) = &staged_state {
+        return Ok(Check::Done(format!(
+            "staged serving certificate verified (serial {})",
+            p.info.serial
+        )));
+    }
+    if let PairState::Valid(p) = installed_serving(cx)? {
+        return Ok(Check::Done(format!(
+            "installed serving certificate verified (valid until {})",
+            crate::pki::cert::fmt_unix(p.info.not_after)
+        )));
+    }
+    Ok(Check::NotDone(match staged_state {
+        PairState::Invalid(why) => format!("the staged serving certificate does not verify: {why}"),
+        _ => "no serving certificate yet".into(),
+    }))
+}
+
+/// Requests the serving certificate.
+pub async fn run(cx: &mut Ctx) -> Result<()> {
+    let rec = ClusterRecord::require(cx)?;
+    let pair = node_client_pair(cx)?.ok_or_else(|| {
+        cx.missing(
+            "node client credentials",
+            "a verified client certificate, staged or installed",
+        )
+    })?;
+    let ips = if cx.settings.node_ips.is_empty() {
+        let ip = detect_node_ip(&rec.server).await?;
+        cx.act(format!("Using node IP {ip} (the address this machine uses to reach the API server; set --node-ip to choose)"));
+        vec![ip]
+    } else {
+        cx.settings.node_ips.clone()
+    };
+    let cluster = cx.cluster(&node_access(&rec, &pair), "node")?;
+    let dns = vec![cx.settings.node_name.clone()];
+    obtain_certificate(cx, CertKind::Serving, cluster, &rec, &dns, &ips).await
+}
+
+/// The local address of the route to the API server (a connected UDP socket sends nothing).
+async fn detect_node_ip(server: &str) -> Result<IpAddr> {
+    let uri: http::Uri = server
+        .parse()
+        .map_err(|_| Error::invalid(format!("server {server:?} is not a URL")))?;
+    let host = uri
+        .host()
+        .unwrap_or_default()
+        .trim_matches(['[', ']'])
+        .to_string();
+    let port = uri.port_u16().unwrap_or(443);
+    let fail = || {
+        Error::usage(format!(
+            "cannot detect this node's IP towards {server}; pass --node-ip"
+        ))
+    };
+    let addr = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(|_| fail())?
+        .next()
+        .ok_or_else(fail)?;
+    let bind = if addr.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    };
+    let sock = std::net::UdpSocket::bind(bind).map_err(|_| fail())?;
+    sock.connect(addr).map_err(|_| fail())?;
+    Ok(sock.local_addr().map_err(|_| fail())?.ip())
+}

@@ -1,0 +1,249 @@
+//! write-files: commit the verified credentials to the layout, then remove the bootstrap
+//! credential. Every file is written atomically, only when its content differs, so a resumed
+//! commit finishes what a killed one started and a completed one is never rewritten.
+//!
+//! kubelet layout: `ca.crt` (only if absent), `kubelet-client-<ts>.pem` and
+//! `kubelet-server-<ts>.pem` (certificate then key, as the kubelet's certificate store writes
+//! them) behind `-current.pem` links swapped atomically, and `kubelet.conf` pointing at
+//! `kubelet-client-current.pem`. krustlet layout: `kubeconfig` with the credentials embedded,
+//! `krustlet.crt`, `krustlet.key`.
+
+use super::Check;
+use super::common::{
+    CertKind, ClusterRecord, Identity, Pair, PairState, installed_client, installed_serving,
+    node_user, staged, trusted_cas,
+};
+use crate::engine::Ctx;
+use crate::error::{Error, Result};
+use crate::files::{LayoutKind, PUBLIC_FILE_MODE, SECRET_FILE_MODE};
+use crate::kubeconfig::{UserSpec, render_node};
+
+const STAGED: [&str; 4] = ["client.key", "client.crt", "serving.key", "serving.crt"];
+
+/// Done when everything is installed, verifies, and the bootstrap credential is gone.
+pub async fn check(cx: &mut Ctx) -> Result<Check> {
+    let mut missing = Vec::new();
+    match installed_client(cx)? {
+        PairState::Valid(_) => {}
+        PairState::Absent => missing.push("client credentials not installed".to_string()),
+        PairState::Invalid(why) => {
+            missing.push(format!("installed client credentials do not verify: {why}"))
+        }
+    }
+    match installed_serving(cx)? {
+        PairState::Valid(_) => {}
+        PairState::Absent => missing.push("serving credentials not installed".to_string()),
+        PairState::Invalid(why) => missing.push(format!(
+            "installed serving credentials do not verify: {why}"
+        )),
+    }
+    if let Some(rec) = ClusterRecord::load(cx)? {
+        match crate::phases::common::installed_kubeconfig(cx) {
+            Some(kc) if kc.server == rec.server => {}
+            Some(_) => missing.push("the node kubeconfig names another server".into()),
+            None => missing.push("no valid node kubeconfig".into()),
+        }
+        if let Some(ca) = cx.layout.get("ca_cert")
+            && cx.world.read(ca)?.as_deref() != Some(rec.ca.as_bytes())
+        {
+            missing.push(format!("{ca} does not hold the cluster CA"));
+        }
+    }
+    if !cx.settings.keep_bootstrap_kubeconfig {
+        for p in ["bootstrap_kubeconfig", "token_file"] {
+            let path = cx.layout.path(p);
+            if cx.world.exists(path) {
+                missing.push(format!("{path} still present"));
+            }
+        }
+    }
+    for f in STAGED {
+        if cx.world.exists(&cx.layout.staged(f)) {
+            missing.push(format!("staged {f} not yet installed"));
+        }
+    }
+    Ok(if missing.is_empty() {
+        Check::Done("credentials installed and verified; bootstrap credential removed".into())
+    } else {
+        Check::NotDone(missing.join("; "))
+    })
+}
+
+fn staged_or_installed(
+    cx: &Ctx,
+    kind: CertKind,
+    rec: &ClusterRecord,
+) -> Result<Option<(Pair, bool)>> {
+    let cas = trusted_cas(cx, Some(rec));
+    let cn = node_user(&cx.settings.node_name);
+    let dns = [cx.settings.node_name.clone()];
+    let ips = cx.settings.node_ips.clone();
+    let id = match kind {
+        CertKind::Client => Identity {
+            cn: &cn,
+            usage: kind.usage(),
+            dns: &[],
+            ips: &[],
+        },
+        CertKind::Serving => Identity {
+            cn: &cn,
+            usage: kind.usage(),
+            dns: &dns,
+            ips: &ips,
+        },
+    };
+    if let PairState::Valid(p) = staged(cx, kind.stem(), &cas, &id)? {
+        return Ok(Some((p, true)));
+    }
+    let installed = match kind {
+        CertKind::Client => installed_client(cx)?,
+        CertKind::Serving => installed_serving(cx)?,
+    };
+    Ok(match installed {
+        PairState::Valid(p) => Some((p, false)),
+        _ => None,
+    })
+}
+
+/// Commits the credentials.
+pub async fn run(cx: &mut Ctx) -> Result<()> {
+    let rec = ClusterRecord::require(cx)?;
+    let (client, _) = staged_or_installed(cx, CertKind::Client, &rec)?.ok_or_else(|| {
+        cx.missing(
+            "node client credentials",
+            "a verified client certificate, staged or installed",
+        )
+    })?;
+    let (serving, _) = staged_or_installed(cx, CertKind::Serving, &rec)?.ok_or_else(|| {
+        cx.missing(
+            "serving credentials",
+            "a verified serving certificate, staged or installed",
+        )
+    })?;
+    match cx.layout.kind() {
+        LayoutKind::Kubelet => install_kubelet(cx, &rec, &client, &serving)?,
+        LayoutKind::Krustlet => install_krustlet(cx, &rec, &client, &serving)?,
+    }
+    if cx.settings.keep_bootstrap_kubeconfig {
+        cx.act("Kept the bootstrap kubeconfig and token file (--keep-bootstrap-kubeconfig)");
+    } else {
+        for p in ["bootstrap_kubeconfig", "token_file"] {
+            let path = cx.layout.path(p).to_string();
+            if cx.world.remove(&path)? {
+                cx.act(format!(
+                    "Removed {path}: the bootstrap credential is no longer needed"
+                ));
+            }
+        }
+    }
+    for f in STAGED {
+        cx.world.remove(&cx.layout.staged(f))?;
+    }
+    Ok(())
+}
+
+fn bundle(pair: &Pair) -> String {
+    format!("{}{}", pair.cert_pem, pair.key.pem().expose())
+}
+
+/// Installs `<prefix>-<ts>.pem` and points `<prefix>-current.pem` at it, unless the current link
+/// already holds exactly this certificate and key.
+fn install_rotating(cx: &mut Ctx, current_var: &str, prefix: &str, pair: &Pair) -> Result<()> {
+    let current = cx.layout.path(current_var).to_string();
+    let content = bundle(pair);
+    if cx.world.read(&current)?.as_deref() == Some(content.as_bytes()) {
+        cx.act(format!("{current} already holds this certificate"));
+        return Ok(());
+    }
+    let stamp = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day]-[hour]-[minute]-[second]"
+        ))
+        .map_err(|e| Error::internal(e.to_string()))?;
+    let dir = cx.layout.path("pki_dir").to_string();
+    let file = format!("{prefix}-{stamp}.pem");
+    cx.world.write(
+        &format!("{dir}/{file}"),
+        content.as_bytes(),
+        SECRET_FILE_MODE,
+    )?;
+    cx.world.link(&current, &file)?;
+    cx.act(format!(
+        "Wrote {dir}/{file} (0600) and pointed {current} at it"
+    ));
+    Ok(())
+}
+
+fn install_kubelet(cx: &mut Ctx, rec: &ClusterRecord, client: &Pair, serving: &Pair) -> Result<()> {
+    let ca_path = cx.layout.path("ca_cert").to_string();
+    match cx.world.read(&ca_path)? {
+        None => {
+            cx.world
+                .write(&ca_path, rec.ca.as_bytes(), PUBLIC_FILE_MODE)?;
+            cx.act(format!("Wrote the cluster CA to {ca_path}"));
+        }
+        Some(existing) if existing == rec.ca.as_bytes() => {}
+        Some(_) => {
+            return Err(Error::conflict(format!(
+                "{ca_path} holds a different CA than the cluster's ({}); if this node belonged to another cluster move it away, then rerun",
+                rec.ca_pin
+            )));
+        }
+    }
+    install_rotating(cx, "client_current", "kubelet-client", client)?;
+    install_rotating(cx, "server_current", "kubelet-server", serving)?;
+    let kubeconfig = cx.layout.path("kubeconfig").to_string();
+    let pem_ref = cx
+        .layout
+        .reference(&kubeconfig, cx.layout.path("client_current"));
+    let text = render_node(&rec.server, rec.ca.as_bytes(), UserSpec::CertFile(&pem_ref))?;
+    if cx
+        .world
+        .write_if_changed(&kubeconfig, text.as_bytes(), SECRET_FILE_MODE)?
+    {
+        cx.act(format!("Wrote {kubeconfig} (0600), using {pem_ref}"));
+    }
+    Ok(())
+}
+
+fn install_krustlet(
+    cx: &mut Ctx,
+    rec: &ClusterRecord,
+    client: &Pair,
+    serving: &Pair,
+) -> Result<()> {
+    let kubeconfig = cx.layout.path("kubeconfig").to_string();
+    let text = render_node(
+        &rec.server,
+        rec.ca.as_bytes(),
+        UserSpec::EmbeddedCert {
+            cert_pem: &client.cert_pem,
+            key_pem: client.key.pem(),
+        },
+    )?;
+    if cx
+        .world
+        .write_if_changed(&kubeconfig, text.as_bytes(), SECRET_FILE_MODE)?
+    {
+        cx.act(format!(
+            "Wrote {kubeconfig} (0600) with the client credentials embedded"
+        ));
+    }
+    let cert = cx.layout.path("serving_cert").to_string();
+    let key = cx.layout.path("serving_key").to_string();
+    // Key before certificate: a reader that finds the new certificate finds its key too.
+    if cx.world.write_if_changed(
+        &key,
+        serving.key.pem().expose().as_bytes(),
+        SECRET_FILE_MODE,
+    )? {
+        cx.act(format!("Wrote {key} (0600)"));
+    }
+    if cx
+        .world
+        .write_if_changed(&cert, serving.cert_pem.as_bytes(), PUBLIC_FILE_MODE)?
+    {
+        cx.act(format!("Wrote {cert}"));
+    }
+    Ok(())
+}
