@@ -90,6 +90,24 @@ pub enum Cmd {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Serve a local control plane with the real join rules, for trying and testing bootlet.
+    #[command(after_help = "Examples:
+  bootlet sandbox --dir /tmp/sb                  # prints the URL; kubectl --kubeconfig /tmp/sb/admin.conf get ns
+  bootlet sandbox --dir /tmp/sb --port 6443 --auto-approve-serving
+  bootlet sandbox --dir /tmp/sb --fault-rate 0.3 --latency 50-200 --drop-watch-after 3s")]
+    Sandbox(SandboxArgs),
+    /// Run the whole join flow (admin side, then node side) against an in-process sandbox.
+    #[command(after_help = "Examples:
+  bootlet demo
+  bootlet demo --out /tmp/bootlet-demo --layout krustlet")]
+    Demo {
+        /// Where to keep the sandbox files and the node's root [default: a new temporary directory].
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Layout of the node's files.
+        #[arg(long, value_enum, default_value_t = LayoutArg::Kubelet)]
+        layout: LayoutArg,
+    },
     /// Write docs/phases.md from the phase manifests (maintainers).
     #[command(hide = true)]
     GenDocs {
@@ -97,6 +115,38 @@ pub enum Cmd {
         #[arg(long, default_value = "docs/phases.md")]
         out: PathBuf,
     },
+}
+
+/// `bootlet sandbox` options.
+#[derive(Debug, Clone, Args)]
+pub struct SandboxArgs {
+    /// Directory for admin.conf, ca.crt and ca.key.
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Use this CA certificate instead of generating one (with --ca-key).
+    #[arg(long, value_name = "FILE", requires = "ca_key")]
+    pub ca_cert: Option<PathBuf>,
+    /// PKCS#8 key of --ca-cert.
+    #[arg(long, value_name = "FILE", requires = "ca_cert")]
+    pub ca_key: Option<PathBuf>,
+    /// Start without kubeadm's bootstrap bindings and cluster-info.
+    #[arg(long)]
+    pub bare: bool,
+    /// Also auto-approve kubelet serving CSRs (a real cluster never does).
+    #[arg(long)]
+    pub auto_approve_serving: bool,
+    /// Share of requests answered 500 or 429 (with Retry-After), 0 to 1.
+    #[arg(long, default_value_t = 0.0, value_name = "F")]
+    pub fault_rate: f64,
+    /// Added latency per request: MS or MIN-MAX.
+    #[arg(long, value_name = "MS")]
+    pub latency: Option<String>,
+    /// Drop every watch connection after this long (e.g. 3s).
+    #[arg(long, value_name = "DURATION")]
+    pub drop_watch_after: Option<String>,
 }
 
 /// `bootlet graph` renderings.

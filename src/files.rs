@@ -158,11 +158,13 @@ fn sync_dir(dir: &Path) -> Result<()> {
 /// Opens (creating if needed) a file for locking; never truncates an existing one.
 pub fn open_lock_file(path: &Path) -> Result<File> {
     ensure_private_dir(parent_of(path)?)?;
+    use std::os::unix::fs::OpenOptionsExt;
     OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(SECRET_FILE_MODE)
         .open(path)
         .map_err(|e| Error::io("open lock file", path, e))
 }

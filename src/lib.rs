@@ -11,6 +11,7 @@
 pub mod app;
 pub mod cli;
 pub mod cluster;
+pub mod demo;
 pub mod docs;
 pub mod engine;
 pub mod error;
@@ -19,6 +20,7 @@ pub mod kubeconfig;
 pub mod output;
 pub mod phases;
 pub mod pki;
+pub mod sandbox;
 pub mod secret;
 pub mod settings;
 pub mod token;

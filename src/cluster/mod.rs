@@ -107,6 +107,44 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
+/// A plain kube client for `access` (TLS set up from the kubeconfig's CA and credentials, kube's
+/// own retry layer off). Connects lazily.
+pub fn kube_client(access: &ClusterAccess) -> Result<kube::Client> {
+    let uri: http::Uri = access
+        .server
+        .parse()
+        .map_err(|_| Error::invalid(format!("server {:?} is not a URL", access.server)))?;
+    let mut config = kube::Config::new(uri);
+    config.default_retry = false;
+    config.connect_timeout = Some(Duration::from_secs(10));
+    config.read_timeout = None;
+    config.accept_invalid_certs = access.insecure;
+    config.tls_server_name = access.tls_server_name.clone();
+    if let Some(ca) = &access.ca_pem {
+        let ders = crate::pki::parse_certs_pem(ca, "the cluster CA")?;
+        config.root_cert = Some(ders.iter().map(|d| d.to_vec()).collect());
+    }
+    let b64 = base64::engine::general_purpose::STANDARD;
+    match &access.credentials {
+        Credentials::None => {}
+        Credentials::Token(t) => {
+            config.auth_info.token = Some(secrecy::SecretString::from(t.expose().clone()));
+        }
+        Credentials::ClientCert { cert_pem, key_pem } => {
+            config.auth_info.client_certificate_data = Some(b64.encode(cert_pem));
+            config.auth_info.client_key_data =
+                Some(secrecy::SecretString::from(b64.encode(key_pem.expose())));
+        }
+    }
+    kube::Client::try_from(config).map_err(|e| {
+        Error::invalid(format!(
+            "cannot build an API client for {}: {}",
+            access.server,
+            retry::one_line(&e)
+        ))
+    })
+}
+
 /// Where a request goes and what it is, for the gate and the report.
 pub struct Req<'a> {
     /// Kubernetes verb.
@@ -133,39 +171,7 @@ impl Cluster {
         dry_run: bool,
         budget: Duration,
     ) -> Result<Cluster> {
-        let uri: http::Uri = access
-            .server
-            .parse()
-            .map_err(|_| Error::invalid(format!("server {:?} is not a URL", access.server)))?;
-        let mut config = kube::Config::new(uri);
-        config.default_retry = false;
-        config.connect_timeout = Some(Duration::from_secs(10));
-        config.read_timeout = None;
-        config.accept_invalid_certs = access.insecure;
-        config.tls_server_name = access.tls_server_name.clone();
-        if let Some(ca) = &access.ca_pem {
-            let ders = crate::pki::parse_certs_pem(ca, "the cluster CA")?;
-            config.root_cert = Some(ders.iter().map(|d| d.to_vec()).collect());
-        }
-        let b64 = base64::engine::general_purpose::STANDARD;
-        match &access.credentials {
-            Credentials::None => {}
-            Credentials::Token(t) => {
-                config.auth_info.token = Some(secrecy::SecretString::from(t.expose().clone()));
-            }
-            Credentials::ClientCert { cert_pem, key_pem } => {
-                config.auth_info.client_certificate_data = Some(b64.encode(cert_pem));
-                config.auth_info.client_key_data =
-                    Some(secrecy::SecretString::from(b64.encode(key_pem.expose())));
-            }
-        }
-        let client = kube::Client::try_from(config).map_err(|e| {
-            Error::invalid(format!(
-                "cannot build an API client for {}: {}",
-                access.server,
-                retry::one_line(&e)
-            ))
-        })?;
+        let client = kube_client(access)?;
         Ok(Cluster {
             client,
             server: access.server.clone(),

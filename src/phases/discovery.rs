@@ -56,6 +56,22 @@ fn record_from(access: &ClusterAccess, source: String) -> Result<ClusterRecord> 
     })
 }
 
+/// The cluster a local file source (discovery file, bootstrap or admin kubeconfig) names, without
+/// recording it: lets a single phase that needs a trusted cluster run when the source is a file
+/// this run already trusts.
+pub fn file_source_record(cx: &Ctx) -> Result<Option<ClusterRecord>> {
+    match source(cx) {
+        Source::File(path, what) => {
+            let access = crate::kubeconfig::load(&path, &format!("the {what}"))?;
+            Ok(Some(record_from(
+                &access,
+                format!("{what} {}", path.display()),
+            )?))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Done when the record agrees with this run's source.
 pub async fn check(cx: &mut Ctx) -> Result<Check> {
     let Some(rec) = ClusterRecord::load(cx)? else {

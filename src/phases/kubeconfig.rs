@@ -53,8 +53,12 @@ fn expected(cx: &mut Ctx) -> Result<std::result::Result<String, Missing>> {
         };
         return Ok(Ok(text));
     }
-    let Some(rec) = ClusterRecord::load(cx)? else {
-        return Ok(Err(Missing::Cluster));
+    let rec = match ClusterRecord::load(cx)? {
+        Some(r) => r,
+        None => match super::discovery::file_source_record(cx)? {
+            Some(r) => r,
+            None => return Ok(Err(Missing::Cluster)),
+        },
     };
     let Some((token, _)) = cx.token()? else {
         return Ok(Err(Missing::Token));

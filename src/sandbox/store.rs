@@ -1,0 +1,275 @@
+//! The sandbox's object store: JSON objects keyed by resource, namespace and name, one global
+//! resourceVersion counter, and an event history that watches replay from any recent
+//! resourceVersion (older ones get 410 Gone, as from etcd compaction).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+/// How many events the history keeps for watch replay.
+pub const HISTORY: usize = 20_000;
+
+/// (resource plural, namespace or "", name).
+pub type Key = (String, String, String);
+
+/// A change.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// The resourceVersion this change produced.
+    pub rv: u64,
+    /// `ADDED`, `MODIFIED`, `DELETED`.
+    pub kind: &'static str,
+    /// Resource plural.
+    pub resource: String,
+    /// Namespace or "".
+    pub namespace: String,
+    /// The object after the change (before, for deletions).
+    pub object: Value,
+}
+
+/// The store.
+pub struct Store {
+    rv: u64,
+    objects: BTreeMap<Key, Value>,
+    history: VecDeque<Event>,
+    tx: broadcast::Sender<Event>,
+}
+
+/// Failure of a store operation, mapped to a Status by the API layer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StoreError {
+    /// 404.
+    NotFound,
+    /// 409 AlreadyExists.
+    AlreadyExists,
+    /// 409 Conflict (stale resourceVersion).
+    Conflict,
+}
+
+/// RFC 3339 seconds, as Kubernetes writes timestamps.
+pub fn timestamp() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let now = now.replace_nanosecond(0).unwrap_or(now);
+    now.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn uid() -> String {
+    let mut b = [0u8; 16];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new() -> Store {
+        let (tx, _) = broadcast::channel(4096);
+        Store {
+            rv: 1,
+            objects: BTreeMap::new(),
+            history: VecDeque::new(),
+            tx,
+        }
+    }
+
+    /// The current resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.rv
+    }
+
+    /// Subscribes to future events.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.tx.subscribe()
+    }
+
+    /// Events after `rv` for `resource`, or `None` when `rv` is older than the history.
+    pub fn events_since(&self, rv: u64, resource: &str) -> Option<Vec<Event>> {
+        if let Some(oldest) = self.history.front()
+            && rv + 1 < oldest.rv
+            && self.history.len() >= HISTORY
+        {
+            return None;
+        }
+        Some(
+            self.history
+                .iter()
+                .filter(|e| e.rv > rv && e.resource == resource)
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// An object.
+    pub fn get(&self, resource: &str, ns: &str, name: &str) -> Option<Value> {
+        self.objects
+            .get(&(resource.into(), ns.into(), name.into()))
+            .cloned()
+    }
+
+    /// Objects of a resource, in one namespace or all ("").
+    pub fn list(&self, resource: &str, ns: &str) -> Vec<Value> {
+        self.objects
+            .iter()
+            .filter(|((r, n, _), _)| r == resource && (ns.is_empty() || n == ns))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    fn emit(&mut self, kind: &'static str, resource: &str, ns: &str, object: Value) {
+        let ev = Event {
+            rv: self.rv,
+            kind,
+            resource: resource.into(),
+            namespace: ns.into(),
+            object,
+        };
+        self.history.push_back(ev.clone());
+        if self.history.len() > HISTORY {
+            self.history.pop_front();
+        }
+        let _ = self.tx.send(ev);
+    }
+
+    fn next_rv(&mut self) -> u64 {
+        self.rv += 1;
+        self.rv
+    }
+
+    /// Creates an object, filling uid, resourceVersion and creationTimestamp.
+    pub fn create(
+        &mut self,
+        resource: &str,
+        ns: &str,
+        mut obj: Value,
+    ) -> Result<Value, StoreError> {
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let key = (resource.to_string(), ns.to_string(), name);
+        if self.objects.contains_key(&key) {
+            return Err(StoreError::AlreadyExists);
+        }
+        let rv = self.next_rv();
+        let meta = obj["metadata"].as_object_mut().expect("metadata object");
+        meta.insert("uid".into(), json!(uid()));
+        meta.insert("resourceVersion".into(), json!(rv.to_string()));
+        meta.insert("creationTimestamp".into(), json!(timestamp()));
+        if !ns.is_empty() {
+            meta.insert("namespace".into(), json!(ns));
+        }
+        self.objects.insert(key, obj.clone());
+        self.emit("ADDED", resource, ns, obj.clone());
+        Ok(obj)
+    }
+
+    /// Replaces an object. A given `metadata.resourceVersion` must be current (optimistic
+    /// concurrency); uid and creationTimestamp are kept.
+    pub fn update(
+        &mut self,
+        resource: &str,
+        ns: &str,
+        name: &str,
+        mut obj: Value,
+    ) -> Result<Value, StoreError> {
+        let key = (resource.to_string(), ns.to_string(), name.to_string());
+        let Some(old) = self.objects.get(&key) else {
+            return Err(StoreError::NotFound);
+        };
+        if let Some(given) = obj["metadata"]["resourceVersion"].as_str()
+            && !given.is_empty()
+            && Some(given) != old["metadata"]["resourceVersion"].as_str()
+        {
+            return Err(StoreError::Conflict);
+        }
+        let uid = old["metadata"]["uid"].clone();
+        let created = old["metadata"]["creationTimestamp"].clone();
+        let rv = self.next_rv();
+        let meta = obj["metadata"].as_object_mut().expect("metadata object");
+        meta.insert("uid".into(), uid);
+        meta.insert("creationTimestamp".into(), created);
+        meta.insert("resourceVersion".into(), json!(rv.to_string()));
+        meta.insert("name".into(), json!(name));
+        if !ns.is_empty() {
+            meta.insert("namespace".into(), json!(ns));
+        }
+        self.objects.insert(key, obj.clone());
+        self.emit("MODIFIED", resource, ns, obj.clone());
+        Ok(obj)
+    }
+
+    /// Deletes an object, returning it. With `uid`, only if it still has that uid.
+    pub fn delete(
+        &mut self,
+        resource: &str,
+        ns: &str,
+        name: &str,
+        uid: Option<&str>,
+    ) -> Result<Value, StoreError> {
+        let key = (resource.to_string(), ns.to_string(), name.to_string());
+        let Some(old) = self.objects.get(&key) else {
+            return Err(StoreError::NotFound);
+        };
+        if let Some(u) = uid
+            && old["metadata"]["uid"].as_str() != Some(u)
+        {
+            return Err(StoreError::Conflict);
+        }
+        let mut old = self.objects.remove(&key).expect("present");
+        let rv = self.next_rv();
+        old["metadata"]["resourceVersion"] = json!(rv.to_string());
+        self.emit("DELETED", resource, ns, old.clone());
+        Ok(old)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_conflicts_and_history() {
+        let mut s = Store::new();
+        let a = s
+            .create("secrets", "ns", json!({"metadata": {"name": "a"}}))
+            .unwrap();
+        assert_eq!(
+            s.create("secrets", "ns", json!({"metadata": {"name": "a"}})),
+            Err(StoreError::AlreadyExists)
+        );
+        let rv: u64 = a["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let mut stale = a.clone();
+        s.update("secrets", "ns", "a", a.clone()).unwrap();
+        stale["data"] = json!({"x": "eQ=="});
+        assert_eq!(
+            s.update("secrets", "ns", "a", stale),
+            Err(StoreError::Conflict)
+        );
+        let evs = s.events_since(rv, "secrets").unwrap();
+        assert_eq!(evs.len(), 1);
+        assert_eq!(evs[0].kind, "MODIFIED");
+        s.delete("secrets", "ns", "a", None).unwrap();
+        assert!(s.get("secrets", "ns", "a").is_none());
+    }
+}
