@@ -111,7 +111,7 @@ pub struct Pair {
 #[derive(Debug)]
 pub enum PairState {
     /// Present and verified.
-    Valid(Pair),
+    Valid(Box<Pair>),
     /// Not there.
     Absent,
     /// There but unusable, and why.
@@ -152,11 +152,11 @@ pub fn verify_pem_pair(
         ip_addresses: id.ips,
     };
     match verify_issued(&certs[0], &key.spki_der(), cas, &expect, now_unix()) {
-        Ok(info) => PairState::Valid(Pair {
+        Ok(info) => PairState::Valid(Box::new(Pair {
             cert_pem: certificate_blocks(cert_pem),
             key,
             info,
-        }),
+        })),
         Err(e) => PairState::Invalid(e.message().to_string()),
     }
 }
@@ -304,10 +304,10 @@ pub fn node_client_pair(cx: &Ctx) -> Result<Option<Pair>> {
         ips: &[],
     };
     if let PairState::Valid(p) = staged(cx, "client", &cas, &id)? {
-        return Ok(Some(p));
+        return Ok(Some(*p));
     }
     if let PairState::Valid(p) = installed_client(cx)? {
-        return Ok(Some(p));
+        return Ok(Some(*p));
     }
     Ok(None)
 }

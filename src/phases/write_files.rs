@@ -93,14 +93,14 @@ fn staged_or_installed(
         },
     };
     if let PairState::Valid(p) = staged(cx, kind.stem(), &cas, &id)? {
-        return Ok(Some((p, true)));
+        return Ok(Some((*p, true)));
     }
     let installed = match kind {
         CertKind::Client => installed_client(cx)?,
         CertKind::Serving => installed_serving(cx)?,
     };
     Ok(match installed {
-        PairState::Valid(p) => Some((p, false)),
+        PairState::Valid(p) => Some((*p, false)),
         _ => None,
     })
 }

@@ -9,6 +9,7 @@
 //!   in `kube-public/cluster-info` for every valid signing token;
 //! - token cleaner (`pkg/controller/bootstrap/tokencleaner.go`): deletes expired token Secrets.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -131,8 +132,18 @@ fn usages(csr: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn usage_set(u: &[String]) -> std::collections::BTreeSet<&str> {
+fn usage_set(u: &[String]) -> BTreeSet<&str> {
     u.iter().map(String::as_str).collect()
+}
+
+/// The usages must equal the set with key encipherment, or (for non-RSA keys) the set without.
+fn usages_match(
+    set: &BTreeSet<&str>,
+    with_ke: &BTreeSet<&str>,
+    without: &BTreeSet<&str>,
+    is_rsa: bool,
+) -> bool {
+    set == with_ke || (set == without && !is_rsa)
 }
 
 /// `ValidateKubeletClientCSR`.
@@ -160,7 +171,7 @@ pub fn validate_kubelet_client(req: &CsrInfo, usages: &[String]) -> Result<(), S
         .into_iter()
         .collect();
     let without = ["client auth", "digital signature"].into_iter().collect();
-    if set != with_ke && !(set == without && !req.is_rsa) {
+    if !usages_match(&set, &with_ke, &without, req.is_rsa) {
         return Err("usages did not match [client auth digital signature key encipherment]".into());
     }
     Ok(())
@@ -185,7 +196,7 @@ pub fn validate_kubelet_serving(req: &CsrInfo, usages: &[String]) -> Result<(), 
         .into_iter()
         .collect();
     let without = ["digital signature", "server auth"].into_iter().collect();
-    if set != with_ke && !(set == without && !req.is_rsa) {
+    if !usages_match(&set, &with_ke, &without, req.is_rsa) {
         return Err("usages did not match [digital signature key encipherment server auth]".into());
     }
     if !req.cn().starts_with("system:node:") {
