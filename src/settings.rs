@@ -103,9 +103,14 @@ impl Options {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::io("read config file", path, e).context("--config"))?;
         toml::from_str(&text).map_err(|e| {
+            // Name the line and its key, never its value (it may be a token).
             let line = e
                 .span()
-                .map(|s| format!(" (line {})", text[..s.start].matches('\n').count() + 1))
+                .map(|s| {
+                    let n = text[..s.start].matches('\n').count();
+                    let key = text.lines().nth(n).and_then(|l| l.split_once('=')).map(|(k, _)| k.trim()).unwrap_or_default();
+                    if key.is_empty() { format!(" (line {})", n + 1) } else { format!(" (line {}, key {key})", n + 1) }
+                })
                 .unwrap_or_default();
             Error::usage(format!(
                 "config file {} is invalid{line}: {}; keys are the flag names, e.g. node-name = \"edge-1\"",

@@ -247,7 +247,11 @@ async fn run(
     if let Some(e) = failure {
         return Err(e);
     }
-    if *command == Command::Join && !cx.dry_run() {
+    let installed = report
+        .phases
+        .iter()
+        .any(|p| p.name == "write-files" && (p.status == "ran" || p.status == "done"));
+    if *command == Command::Join && !cx.dry_run() && installed {
         cx.out.say(
             "join",
             format!(
@@ -437,7 +441,13 @@ fn prepare_dry_run_dir(settings: &Settings) -> Result<std::path::PathBuf> {
                 .map_err(|e| {
                     Error::io("create a dry-run directory in", &std::env::temp_dir(), e)
                 })?;
-            Ok(dir.keep())
+            let dir = dir.keep();
+            std::fs::set_permissions(
+                &dir,
+                std::os::unix::fs::PermissionsExt::from_mode(crate::files::PRIVATE_DIR_MODE),
+            )
+            .map_err(|e| Error::io("set mode of", &dir, e))?;
+            Ok(dir)
         }
     }
 }

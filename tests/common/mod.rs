@@ -1,0 +1,332 @@
+//! Helpers shared by the integration tests: run the built binary in temp dirs, start a sandbox
+//! in-process, drive kubectl, and collect every output so the secret scan can check them all.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+
+use bootlet::sandbox::{Sandbox, SandboxOptions};
+
+/// The built binary.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_bootlet"))
+}
+
+/// Every stdout/stderr of every bootlet run in this test binary, for the leak scan.
+pub static TRANSCRIPT: Mutex<String> = Mutex::new(String::new());
+
+/// The result of a run.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn ok(&self) -> &Self {
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+    pub fn fails_with(&self, code: i32, needle: &str) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "expected exit {code}\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        assert!(
+            self.stderr.contains(needle) || self.stdout.contains(needle),
+            "expected {needle:?} in output\nstdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+    /// The `error: ...` line.
+    pub fn error_line(&self) -> String {
+        self.stderr
+            .lines()
+            .find(|l| l.starts_with("error: "))
+            .unwrap_or_default()
+            .to_string()
+    }
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+fn record(out: &Output) -> Run {
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    let mut t = TRANSCRIPT.lock().unwrap();
+    t.push_str(&run.stdout);
+    t.push_str(&run.stderr);
+    run
+}
+
+/// Runs bootlet with `args` (no inherited BOOTLET_TOKEN).
+pub fn bootlet(args: &[&str]) -> Run {
+    bootlet_env(args, &[])
+}
+
+/// Runs bootlet with `args` and extra environment.
+pub fn bootlet_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut c = Command::new(bin());
+    c.args(args)
+        .env_remove("BOOTLET_TOKEN")
+        .env_remove("KRUSTLET_DATA_DIR")
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    record(&c.output().expect("run bootlet"))
+}
+
+/// Runs bootlet with `stdin`.
+pub fn bootlet_stdin(args: &[&str], stdin: &str) -> Run {
+    use std::io::Write;
+    let mut child = Command::new(bin())
+        .args(args)
+        .env_remove("BOOTLET_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    record(&child.wait_with_output().unwrap())
+}
+
+/// A sandbox running in this test process on its own runtime.
+pub struct TestSandbox {
+    pub rt: tokio::runtime::Runtime,
+    pub sandbox: Option<Sandbox>,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestSandbox {
+    pub fn start() -> TestSandbox {
+        Self::with(SandboxOptions::default())
+    }
+
+    pub fn with(options: SandboxOptions) -> TestSandbox {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let sandbox = rt
+            .block_on(Sandbox::start(options))
+            .expect("sandbox starts");
+        let dir = tempfile::tempdir().unwrap();
+        sandbox.write_files(dir.path()).unwrap();
+        TestSandbox {
+            rt,
+            sandbox: Some(sandbox),
+            dir,
+        }
+    }
+
+    pub fn sb(&self) -> &Sandbox {
+        self.sandbox.as_ref().unwrap()
+    }
+
+    pub fn url(&self) -> String {
+        self.sb().url().to_string()
+    }
+
+    /// host:port.
+    pub fn endpoint(&self) -> String {
+        self.url().trim_start_matches("https://").to_string()
+    }
+
+    pub fn admin_conf(&self) -> PathBuf {
+        self.dir.path().join("admin.conf")
+    }
+
+    pub fn ca_crt(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+
+    pub fn pin(&self) -> String {
+        bootlet::pki::pin::Pin::of_cert(self.sb().ca().cert_der())
+            .unwrap()
+            .to_string()
+    }
+
+    /// Requests counted for users whose name contains `who`.
+    pub fn requests_by(&self, who: &str) -> u64 {
+        self.sb()
+            .counters()
+            .iter()
+            .filter(|(u, _)| u.contains(who))
+            .flat_map(|(_, v)| v.values())
+            .sum()
+    }
+
+    /// CSRs whose requestor is `user`.
+    pub fn csrs_of(&self, user: &str) -> Vec<serde_json::Value> {
+        self.sb()
+            .list("certificatesigningrequests", "")
+            .into_iter()
+            .filter(|c| c["spec"]["username"] == user)
+            .collect()
+    }
+
+    /// Runs kubectl as the admin.
+    pub fn kubectl(&self, args: &[&str]) -> Run {
+        kubectl_with(&self.admin_conf(), self.dir.path(), args)
+    }
+
+    /// Puts a bootstrap-token Secret straight into the store.
+    pub fn add_token(&self, token: &str, expiration: Option<&str>, usages: &[&str]) {
+        let t = bootlet::token::BootstrapToken::parse(token).unwrap();
+        self.sb().put(
+            "secrets",
+            "kube-system",
+            bootlet::sandbox::token_secret(
+                &t,
+                expiration,
+                usages,
+                bootlet::token::DEFAULT_NODE_TOKEN_GROUP,
+            ),
+        );
+    }
+
+    /// Approves every pending serving CSR through the API, as kubectl would, in the background.
+    pub fn approve_serving_in_background(&self) {
+        let conf = self.admin_conf();
+        let dir = self.dir.path().to_path_buf();
+        std::thread::spawn(move || {
+            for _ in 0..600 {
+                let out = kubectl_with(
+                    &conf,
+                    &dir,
+                    &[
+                        "get",
+                        "csr",
+                        "-o",
+                        "jsonpath={range .items[*]}{.metadata.name} {.spec.signerName} {.status.conditions[0].type}{\"\\n\"}{end}",
+                    ],
+                );
+                for line in out.stdout.lines() {
+                    let parts: Vec<&str> = line.split_whitespace().collect();
+                    if parts.len() == 2 && parts[1] == "kubernetes.io/kubelet-serving" {
+                        kubectl_with(&conf, &dir, &["certificate", "approve", parts[0]]);
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        });
+    }
+}
+
+impl Drop for TestSandbox {
+    fn drop(&mut self) {
+        if let Some(s) = self.sandbox.take() {
+            self.rt.block_on(s.shutdown());
+        }
+    }
+}
+
+/// Runs kubectl with a kubeconfig and a private discovery cache.
+pub fn kubectl_with(kubeconfig: &Path, cache_parent: &Path, args: &[&str]) -> Run {
+    let out = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .arg("--cache-dir")
+        .arg(cache_parent.join("kube-cache"))
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .output()
+        .expect("kubectl is installed");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The permission bits of a path.
+pub fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+/// All regular files under `dir` (relative paths), recursively.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            if meta.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Writes a discovery kubeconfig naming `server` with `ca_pem`.
+pub fn discovery_file(dir: &Path, server: &str, ca_pem: &[u8]) -> PathBuf {
+    use base64::Engine;
+    let p = dir.join("discovery.conf");
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: kubernetes\n  cluster:\n    server: {server}\n    certificate-authority-data: {}\ncontexts:\n- name: c\n  context:\n    cluster: kubernetes\n    user: ''\ncurrent-context: c\n",
+        base64::engine::general_purpose::STANDARD.encode(ca_pem)
+    );
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// The kubeadm golden CA, as a discovery source for offline runs (server unreachable).
+pub fn offline_discovery_file(dir: &Path) -> PathBuf {
+    let ca = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/kubeadm-golden/ca.pem"
+    ))
+    .unwrap();
+    discovery_file(dir, "https://127.0.0.1:1", &ca)
+}
+
+/// Verifies a PEM certificate file against a CA with openssl (an independent checker).
+pub fn openssl_verify(ca: &Path, cert: &Path) -> bool {
+    Command::new("openssl")
+        .arg("verify")
+        .arg("-CAfile")
+        .arg(ca)
+        .arg(cert)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// Parses a certificate file's leaf.
+pub fn cert_info(path: &Path) -> bootlet::pki::cert::CertInfo {
+    let pem = std::fs::read(path).unwrap();
+    let der = bootlet::pki::parse_certs_pem(&pem, "cert").unwrap();
+    bootlet::pki::cert::CertInfo::parse(&der[0]).unwrap()
+}
