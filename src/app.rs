@@ -177,6 +177,7 @@ fn sandbox_options(args: &crate::cli::SandboxArgs) -> Result<crate::sandbox::San
         ca,
         bare: args.bare,
         auto_approve_serving: args.auto_approve_serving,
+        tamper_cluster_info: args.tamper_cluster_info,
         fault_rate: args.fault_rate,
         latency_ms,
         drop_watch_after: args

@@ -147,6 +147,9 @@ pub struct SandboxArgs {
     /// Drop every watch connection after this long (e.g. 3s).
     #[arg(long, value_name = "DURATION")]
     pub drop_watch_after: Option<String>,
+    /// Rewrite cluster-info in answers, as a man in the middle would (for testing discovery).
+    #[arg(long, hide = true)]
+    pub tamper_cluster_info: bool,
 }
 
 /// `bootlet graph` renderings.

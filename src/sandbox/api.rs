@@ -342,17 +342,15 @@ pub async fn handle(
                 .and_then(|h| h.to_str().ok())
                 .unwrap_or_default()
                 .to_string();
-            if matches!(verb, "create" | "update")
-                && !content_type.is_empty()
-                && !content_type.starts_with("application/json")
-            {
-                // The sandbox speaks JSON only; real API servers answer an unknown media type
-                // the same way.
+            let json_or_proto = content_type.is_empty()
+                || content_type.starts_with("application/json")
+                || content_type.starts_with(super::protobuf::CONTENT_TYPE);
+            if matches!(verb, "create" | "update") && !json_or_proto {
                 return status(
                     415,
                     "UnsupportedMediaType",
                     &format!(
-                        "the body of the request was in an unknown format - accepted media types include: application/json (got {content_type})"
+                        "the body of the request was in an unknown format - accepted media types include: application/json, application/vnd.kubernetes.protobuf (got {content_type})"
                     ),
                     None,
                 );
@@ -526,11 +524,21 @@ async fn resource(
     let table = accept.contains("as=Table");
     match verb {
         "get" => {
-            let obj = state
-                .store
-                .lock()
-                .expect("store")
-                .get(t.def.plural, &t.namespace, &t.name);
+            let mut obj =
+                state
+                    .store
+                    .lock()
+                    .expect("store")
+                    .get(t.def.plural, &t.namespace, &t.name);
+            if state.options.tamper_cluster_info
+                && t.def.plural == "configmaps"
+                && t.name == "cluster-info"
+                && let Some(o) = obj.as_mut()
+                && let Some(k) = o["data"]["kubeconfig"].as_str()
+            {
+                o["data"]["kubeconfig"] =
+                    json!(k.replace("server: https://127.0.0.1", "server: https://127.0.0.2"));
+            }
             match obj {
                 Some(o) if table => json_response(
                     StatusCode::OK,
@@ -562,8 +570,8 @@ async fn resource(
             )
         }
         "watch" => watch(state.clone(), t, query),
-        "create" => create(state, user, t, body),
-        "update" => update(state, user, t, body),
+        "create" => create(state, user, t, body, content_type),
+        "update" => update(state, user, t, body, content_type),
         "patch" => patch(state, user, t, content_type, body),
         "delete" => {
             if t.def.plural == "namespaces"
@@ -624,15 +632,26 @@ fn field_selector_matches(query: &BTreeMap<String, String>, obj: &Value) -> bool
     })
 }
 
-fn parse_object(t: &Target, body: &[u8]) -> Result<Value, Response<Body>> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| {
-        status(
-            400,
-            "BadRequest",
-            &format!("the object provided is not valid JSON: {e}"),
-            None,
-        )
-    })?;
+fn parse_object(t: &Target, body: &[u8], content_type: &str) -> Result<Value, Response<Body>> {
+    let v: Value = if content_type.starts_with(super::protobuf::CONTENT_TYPE) {
+        super::protobuf::decode(body).map_err(|e| {
+            status(
+                400,
+                "BadRequest",
+                &format!("the protobuf object could not be decoded: {e}"),
+                None,
+            )
+        })?
+    } else {
+        serde_json::from_slice(body).map_err(|e| {
+            status(
+                400,
+                "BadRequest",
+                &format!("the object provided is not valid JSON: {e}"),
+                None,
+            )
+        })?
+    };
     if !v.is_object() {
         return Err(status(
             400,
@@ -675,8 +694,14 @@ fn name_ok(def: &ResourceDef, name: &str) -> bool {
     valid_dns_subdomain(name)
 }
 
-fn create(state: &Arc<State>, user: &UserInfo, t: &Target, body: &[u8]) -> Response<Body> {
-    let mut obj = match parse_object(t, body) {
+fn create(
+    state: &Arc<State>,
+    user: &UserInfo,
+    t: &Target,
+    body: &[u8],
+    content_type: &str,
+) -> Response<Body> {
+    let mut obj = match parse_object(t, body, content_type) {
         Ok(o) => o,
         Err(r) => return r,
     };
@@ -915,8 +940,14 @@ fn admit_csr(
     Ok(())
 }
 
-fn update(state: &Arc<State>, user: &UserInfo, t: &Target, body: &[u8]) -> Response<Body> {
-    let obj = match parse_object(t, body) {
+fn update(
+    state: &Arc<State>,
+    user: &UserInfo,
+    t: &Target,
+    body: &[u8],
+    content_type: &str,
+) -> Response<Body> {
+    let obj = match parse_object(t, body, content_type) {
         Ok(o) => o,
         Err(r) => return r,
     };

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod authn;
 pub mod controllers;
+pub mod protobuf;
 pub mod rbac;
 pub mod resources;
 pub mod server;

@@ -46,6 +46,9 @@ pub struct SandboxOptions {
     pub signing_duration: Duration,
     /// Interval of watch bookmarks.
     pub bookmark_interval: Duration,
+    /// Rewrite `cluster-info` on its way to anonymous readers, as a man in the middle would
+    /// (tests of discovery's JWS check; the bootstrap signer would re-sign a stored change).
+    pub tamper_cluster_info: bool,
 }
 
 impl Default for SandboxOptions {
@@ -60,6 +63,7 @@ impl Default for SandboxOptions {
             drop_watch_after: None,
             signing_duration: Duration::from_secs(365 * 24 * 3600),
             bookmark_interval: Duration::from_secs(5),
+            tamper_cluster_info: false,
         }
     }
 }

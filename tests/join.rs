@@ -1,0 +1,751 @@
+//! The join flow end to end against a sandbox started by each test, over HTTPS, with kubectl as
+//! an independent client: one-shot, split roles, token discovery, both layouts, the failure
+//! scenarios, resume after a kill while waiting for approval, and idempotence.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bootlet::sandbox::SandboxOptions;
+use common::*;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn auto_serving() -> TestSandbox {
+    TestSandbox::with(SandboxOptions {
+        auto_approve_serving: true,
+        ..Default::default()
+    })
+}
+
+/// Checks a kubelet-layout node: files, modes, certificates (key match, CA chain with openssl,
+/// CN/O/SANs/usages), bootstrap credential gone, kubectl reaches the sandbox as the node.
+fn assert_kubelet_node(sb: &TestSandbox, root: &Path, node: &str) {
+    let pki = root.join("var/lib/kubelet/pki");
+    let conf = root.join("etc/kubernetes/kubelet.conf");
+    assert_eq!(mode(&conf), 0o600);
+    assert_eq!(mode(&pki), 0o700);
+    assert_eq!(mode(&root.join("etc/kubernetes")), 0o700);
+    assert_eq!(
+        std::fs::read(root.join("etc/kubernetes/pki/ca.crt")).unwrap(),
+        sb.sb().ca_pem().as_bytes()
+    );
+    for (link, usage_client) in [
+        ("kubelet-client-current.pem", true),
+        ("kubelet-server-current.pem", false),
+    ] {
+        let link_path = pki.join(link);
+        let target = std::fs::read_link(&link_path).expect("a symlink");
+        assert!(
+            target.to_str().unwrap().starts_with(&link[..14]),
+            "{target:?}"
+        );
+        assert_eq!(mode(&link_path), 0o600, "{link} target mode");
+        assert!(
+            openssl_verify(&sb.ca_crt(), &link_path),
+            "openssl verify {link}"
+        );
+        let text = std::fs::read_to_string(&link_path).unwrap();
+        let key = bootlet::pki::keys::PrivateKey::from_pem(
+            &bootlet::pki::keys::private_key_block(&text).unwrap(),
+            link,
+        )
+        .unwrap();
+        let info = cert_info(&link_path);
+        assert_eq!(info.spki, key.spki_der(), "{link}: key matches certificate");
+        assert_eq!(info.cn(), format!("system:node:{node}"));
+        assert_eq!(info.organizations, ["system:nodes"]);
+        assert_eq!(info.client_auth, usage_client);
+        assert_eq!(info.server_auth, !usage_client);
+        if !usage_client {
+            assert_eq!(info.dns_names, [node]);
+            assert!(!info.ip_addresses.is_empty());
+        }
+    }
+    assert!(
+        !root.join("etc/kubernetes/bootstrap-kubelet.conf").exists(),
+        "bootstrap kubeconfig removed"
+    );
+    assert!(
+        !root.join("var/lib/bootlet/bootstrap-token").exists(),
+        "token file removed"
+    );
+    let who = kubectl_with(
+        &conf,
+        root,
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+    );
+    assert_eq!(who.stdout, format!("system:node:{node}"), "{}", who.stderr);
+}
+
+#[test]
+fn one_shot_join_with_the_admin_kubeconfig_and_kubectl_approving_the_serving_csr() {
+    let sb = TestSandbox::start();
+    let root = tempfile::tempdir().unwrap();
+    sb.approve_serving_in_background();
+    let run = bootlet(&[
+        "join",
+        "--admin-kubeconfig",
+        s(&sb.admin_conf()),
+        "--root",
+        s(root.path()),
+        "--node-name",
+        "worker-1",
+        "--approval-timeout",
+        "30s",
+    ]);
+    run.ok();
+    assert!(
+        run.stdout
+            .contains("run `kubectl certificate approve node-csr-"),
+        "prints the approve hint"
+    );
+    assert!(
+        run.stdout
+            .contains("This node has joined the cluster as system:node:worker-1")
+    );
+    assert_kubelet_node(&sb, root.path(), "worker-1");
+    // The token Secret exists as kubeadm makes it.
+    let secrets = sb.kubectl(&[
+        "get",
+        "secret",
+        "-n",
+        "kube-system",
+        "-o",
+        "jsonpath={.items[*].type}",
+    ]);
+    assert!(secrets.stdout.contains("bootstrap.kubernetes.io/token"));
+}
+
+#[test]
+fn a_second_join_changes_nothing_and_sends_no_mutating_request() {
+    let sb = auto_serving();
+    let root = tempfile::tempdir().unwrap();
+    let admin = sb.admin_conf();
+    let args = [
+        "join",
+        "--admin-kubeconfig",
+        s(&admin),
+        "--root",
+        s(root.path()),
+        "--node-name",
+        "idem",
+    ];
+    bootlet(&args).ok();
+    let snapshot = |p: &Path| -> Vec<(String, u64, i64, i64)> {
+        files_under(p)
+            .into_iter()
+            .filter(|f| !f.ends_with("/lock"))
+            .map(|f| {
+                let m = std::fs::symlink_metadata(p.join(&f)).unwrap();
+                (f, m.ino(), m.mtime(), m.mtime_nsec())
+            })
+            .collect()
+    };
+    let before = snapshot(root.path());
+    sb.sb().reset_counters();
+    let again = bootlet(&args);
+    again.ok();
+    for phase in [
+        "preflight",
+        "token",
+        "secret",
+        "discovery",
+        "kubeconfig",
+        "client-csr",
+        "serving-csr",
+        "write-files",
+    ] {
+        assert!(
+            again.stdout.contains(&format!("[{phase}] already done")),
+            "{phase} not reported done:\n{}",
+            again.stdout
+        );
+    }
+    assert_eq!(snapshot(root.path()), before, "no file was rewritten");
+    let counters = sb.sb().counters();
+    for (user, verbs) in &counters {
+        for verb in ["create", "update", "patch", "delete"] {
+            assert!(
+                !verbs.contains_key(verb),
+                "{user} sent {verb} on the second run: {counters:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn split_roles_the_admin_prepares_and_the_node_joins_with_only_the_bootstrap_kubeconfig() {
+    let sb = auto_serving();
+    let admin = tempfile::tempdir().unwrap();
+    for phase in ["token", "secret", "kubeconfig"] {
+        bootlet(&[
+            "phase",
+            phase,
+            "--root",
+            s(admin.path()),
+            "--admin-kubeconfig",
+            s(&sb.admin_conf()),
+        ])
+        .ok();
+    }
+    let bootstrap = admin.path().join("etc/kubernetes/bootstrap-kubelet.conf");
+    assert_eq!(mode(&bootstrap), 0o600);
+    let node = tempfile::tempdir().unwrap();
+    sb.sb().reset_counters();
+    let run = bootlet(&[
+        "join",
+        "--bootstrap-kubeconfig",
+        s(&bootstrap),
+        "--root",
+        s(node.path()),
+        "--node-name",
+        "edge-7",
+    ]);
+    run.ok();
+    assert!(
+        run.stdout.contains("[token] already done"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("[secret] skipped"));
+    // API economy: create + watch for each certificate, nothing else.
+    let c = sb.sb().counters();
+    let node_side = sb.requests_by("system:bootstrap:")
+        + sb.requests_by("system:node:edge-7")
+        + sb.requests_by("anonymous");
+    assert_eq!(node_side, 4, "node-side requests: {c:?}");
+    for who in ["system:bootstrap:", "system:node:edge-7"] {
+        let verbs = c.iter().find(|(u, _)| u.starts_with(who)).unwrap().1;
+        assert_eq!(
+            (verbs.get("create"), verbs.get("watch")),
+            (Some(&1), Some(&1)),
+            "{who}: {verbs:?}"
+        );
+    }
+    assert_kubelet_node(&sb, node.path(), "edge-7");
+}
+
+#[test]
+fn token_discovery_with_the_pin_printed_by_bootlet() {
+    let sb = auto_serving();
+    let token = "tdisco.0123456789abcdef";
+    sb.add_token(
+        token,
+        Some("2099-01-01T00:00:00Z"),
+        &["authentication", "signing"],
+    );
+    let pin_line = bootlet(&["ca-pin", s(&sb.ca_crt())]);
+    pin_line.ok();
+    let pin = pin_line
+        .stdout
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(pin, sb.pin());
+    let root = tempfile::tempdir().unwrap();
+    sb.sb().reset_counters();
+    let run = bootlet_env(
+        &[
+            "join",
+            &sb.endpoint(),
+            "--discovery-token-ca-cert-hash",
+            &pin,
+            "--root",
+            s(root.path()),
+            "--node-name",
+            "td-1",
+        ],
+        &[("BOOTLET_TOKEN", token)],
+    );
+    run.ok();
+    assert!(
+        run.stdout.contains("JWS verified") && run.stdout.contains("identical"),
+        "{}",
+        run.stdout
+    );
+    assert_kubelet_node(&sb, root.path(), "td-1");
+    // Discovery adds exactly its two anonymous cluster-info fetches.
+    assert_eq!(
+        sb.requests_by("system:anonymous"),
+        2,
+        "{:?}",
+        sb.sb().counters()
+    );
+    assert!(!run.all().contains("0123456789abcdef"));
+}
+
+#[test]
+fn krustlet_layout_embeds_credentials_and_reaches_the_sandbox_as_the_node() {
+    let sb = auto_serving();
+    let root = tempfile::tempdir().unwrap();
+    bootlet(&[
+        "join",
+        "--layout",
+        "krustlet",
+        "--krustlet-data-dir",
+        "/home/k/.krustlet",
+        "--admin-kubeconfig",
+        s(&sb.admin_conf()),
+        "--root",
+        s(root.path()),
+        "--node-name",
+        "wasm-1",
+        "--node-ip",
+        "10.9.8.7",
+    ])
+    .ok();
+    let config = root.path().join("home/k/.krustlet/config");
+    let kubeconfig = config.join("kubeconfig");
+    assert_eq!(mode(&kubeconfig), 0o600);
+    assert_eq!(mode(&config.join("krustlet.key")), 0o600);
+    assert_eq!(mode(&config), 0o700);
+    assert!(!config.join("bootstrap.conf").exists());
+    assert!(openssl_verify(&sb.ca_crt(), &config.join("krustlet.crt")));
+    let info = cert_info(&config.join("krustlet.crt"));
+    assert_eq!(
+        info.ip_addresses,
+        ["10.9.8.7".parse::<std::net::IpAddr>().unwrap()]
+    );
+    let key = bootlet::pki::keys::PrivateKey::from_pem(
+        &std::fs::read_to_string(config.join("krustlet.key")).unwrap(),
+        "k",
+    )
+    .unwrap();
+    assert_eq!(info.spki, key.spki_der());
+    let access = bootlet::kubeconfig::load(&kubeconfig, "node").unwrap();
+    assert!(
+        matches!(
+            access.credentials,
+            bootlet::kubeconfig::Credentials::ClientCert { .. }
+        ),
+        "credentials embedded"
+    );
+    let who = kubectl_with(
+        &kubeconfig,
+        root.path(),
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+    );
+    assert_eq!(who.stdout, "system:node:wasm-1", "{}", who.stderr);
+}
+
+/// No credential at any layout path.
+fn assert_no_credentials(root: &Path) {
+    for p in [
+        "etc/kubernetes/kubelet.conf",
+        "var/lib/kubelet/pki",
+        "etc/kubernetes/pki/ca.crt",
+    ] {
+        assert!(!root.join(p).exists(), "{p} was written");
+    }
+}
+
+fn bootstrap_kubeconfig_for(sb: &TestSandbox, dir: &Path, token: &str) -> PathBuf {
+    let t = bootlet::token::BootstrapToken::parse(token).unwrap();
+    let text =
+        bootlet::kubeconfig::render_bootstrap(&sb.url(), sb.sb().ca_pem().as_bytes(), &t).unwrap();
+    let p = dir.join("bootstrap.conf");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn a_wrong_pin_is_refused_before_any_credential_is_sent() {
+    let sb = TestSandbox::start();
+    let token = "wrongp.0123456789abcdef";
+    sb.add_token(token, None, &["authentication", "signing"]);
+    let root = tempfile::tempdir().unwrap();
+    let other = format!("sha256:{}", "ab".repeat(32));
+    let run = bootlet(&[
+        "join",
+        &sb.endpoint(),
+        "--token",
+        token,
+        "--discovery-token-ca-cert-hash",
+        &other,
+        "--root",
+        s(root.path()),
+        "--node-name",
+        "n",
+    ]);
+    run.fails_with(5, "the cluster CA is not pinned");
+    assert!(
+        run.error_line().contains(&sb.pin()),
+        "shows the observed pin: {}",
+        run.error_line()
+    );
+    assert_eq!(
+        run.stderr
+            .lines()
+            .filter(|l| l.starts_with("error:"))
+            .count(),
+        1
+    );
+    assert_no_credentials(root.path());
+    assert_eq!(
+        sb.requests_by("system:bootstrap:"),
+        0,
+        "the token was never used"
+    );
+}
+
+#[test]
+fn tampered_cluster_info_fails_the_jws_check() {
+    let sb = TestSandbox::with(SandboxOptions {
+        tamper_cluster_info: true,
+        ..Default::default()
+    });
+    let token = "tamper.0123456789abcdef";
+    sb.add_token(token, None, &["authentication", "signing"]);
+    let root = tempfile::tempdir().unwrap();
+    let run = bootlet(&[
+        "join",
+        &sb.endpoint(),
+        "--token",
+        token,
+        "--discovery-token-ca-cert-hash",
+        &sb.pin(),
+        "--root",
+        s(root.path()),
+        "--node-name",
+        "n",
+    ]);
+    run.fails_with(5, "JWS signature of cluster-info does not verify");
+    assert_no_credentials(root.path());
+    assert_eq!(sb.requests_by("system:bootstrap:"), 0);
+}
+
+#[test]
+fn a_token_without_the_signing_usage_times_out_in_discovery_with_one_line() {
+    let sb = TestSandbox::start();
+    let token = "nosign.0123456789abcdef";
+    sb.add_token(token, None, &["authentication"]);
+    let root = tempfile::tempdir().unwrap();
+    let run = bootlet(&[
+        "join",
+        &sb.endpoint(),
+        "--token",
+        token,
+        "--discovery-token-ca-cert-hash",
+        &sb.pin(),
+        "--discovery-timeout",
+        "2s",
+        "--root",
+        s(root.path()),
+        "--node-name",
+        "n",
+    ]);
+    run.fails_with(
+        7,
+        "token id \"nosign\" is invalid for this cluster or it has expired",
+    );
+    assert_eq!(
+        run.stderr
+            .lines()
+            .filter(|l| l.starts_with("error:"))
+            .count(),
+        1
+    );
+    assert_no_credentials(root.path());
+}
+
+#[test]
+fn an_expired_token_is_rejected_with_a_clear_error() {
+    let sb = TestSandbox::start();
+    let token = "expird.0123456789abcdef";
+    sb.add_token(
+        token,
+        Some("2020-01-01T00:00:00Z"),
+        &["authentication", "signing"],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bootstrap = bootstrap_kubeconfig_for(&sb, dir.path(), token);
+    let root = dir.path().join("node");
+    let run = bootlet(&[
+        "join",
+        "--bootstrap-kubeconfig",
+        s(&bootstrap),
+        "--root",
+        s(&root),
+        "--node-name",
+        "n",
+    ]);
+    run.fails_with(6, "401 Unauthorized");
+    assert!(run.error_line().contains("expired"), "{}", run.error_line());
+    assert_no_credentials(&root);
+    // Token discovery with it: no signature (the signer skips expired tokens, the cleaner deletes them).
+    let run = bootlet(&[
+        "join",
+        &sb.endpoint(),
+        "--token",
+        token,
+        "--discovery-token-ca-cert-hash",
+        &sb.pin(),
+        "--discovery-timeout",
+        "2s",
+        "--root",
+        s(&dir.path().join("node2")),
+        "--node-name",
+        "n",
+    ]);
+    run.fails_with(7, "invalid for this cluster or it has expired");
+}
+
+#[test]
+fn a_csr_denied_with_kubectl_ends_the_join_with_the_reason() {
+    let sb = TestSandbox::start();
+    let token = "denied.0123456789abcdef";
+    sb.add_token(token, None, &["authentication", "signing"]);
+    let dir = tempfile::tempdir().unwrap();
+    let bootstrap = bootstrap_kubeconfig_for(&sb, dir.path(), token);
+    let root = dir.path().join("node");
+    let conf = sb.admin_conf();
+    let cache = sb.dir.path().to_path_buf();
+    let denier = std::thread::spawn(move || {
+        for _ in 0..200 {
+            let out = kubectl_with(
+                &conf,
+                &cache,
+                &[
+                    "get",
+                    "csr",
+                    "-o",
+                    "jsonpath={range .items[*]}{.metadata.name} {.spec.signerName}{\"\\n\"}{end}",
+                ],
+            );
+            if let Some(line) = out.stdout.lines().find(|l| l.ends_with("kubelet-serving")) {
+                let name = line.split_whitespace().next().unwrap();
+                return kubectl_with(&conf, &cache, &["certificate", "deny", name]);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("no serving CSR appeared");
+    });
+    let run = bootlet(&[
+        "join",
+        "--bootstrap-kubeconfig",
+        s(&bootstrap),
+        "--root",
+        s(&root),
+        "--node-name",
+        "n",
+        "--approval-timeout",
+        "30s",
+    ]);
+    let denied = denier.join().unwrap();
+    assert_eq!(denied.code, 0, "{}", denied.stderr);
+    run.fails_with(6, "was denied (KubectlDeny)");
+    assert_no_credentials(&root);
+}
+
+#[test]
+fn an_approval_timeout_names_the_csr_and_the_command_to_approve_it() {
+    let sb = TestSandbox::start();
+    let token = "tmeout.0123456789abcdef";
+    sb.add_token(token, None, &["authentication", "signing"]);
+    let dir = tempfile::tempdir().unwrap();
+    let bootstrap = bootstrap_kubeconfig_for(&sb, dir.path(), token);
+    let root = dir.path().join("node");
+    let run = bootlet(&[
+        "join",
+        "--bootstrap-kubeconfig",
+        s(&bootstrap),
+        "--root",
+        s(&root),
+        "--node-name",
+        "n",
+        "--approval-timeout",
+        "2s",
+    ]);
+    run.fails_with(7, "got no certificate within 2s");
+    assert!(
+        run.error_line()
+            .contains("kubectl certificate approve node-csr-"),
+        "{}",
+        run.error_line()
+    );
+    assert_no_credentials(&root);
+}
+
+#[test]
+fn a_server_with_another_ca_is_refused_before_any_credential_is_sent() {
+    let trusted = TestSandbox::start();
+    let impostor = TestSandbox::start();
+    let token = "impost.0123456789abcdef";
+    impostor.add_token(token, None, &["authentication", "signing"]);
+    let dir = tempfile::tempdir().unwrap();
+    // A bootstrap kubeconfig with the trusted CA but the impostor's address.
+    let t = bootlet::token::BootstrapToken::parse(token).unwrap();
+    let text = bootlet::kubeconfig::render_bootstrap(
+        &impostor.url(),
+        trusted.sb().ca_pem().as_bytes(),
+        &t,
+    )
+    .unwrap();
+    let bootstrap = dir.path().join("bootstrap.conf");
+    std::fs::write(&bootstrap, text).unwrap();
+    let run = bootlet(&[
+        "join",
+        "--bootstrap-kubeconfig",
+        s(&bootstrap),
+        "--root",
+        s(&dir.path().join("node")),
+        "--node-name",
+        "n",
+    ]);
+    run.fails_with(5, "is not the cluster bootlet trusts");
+    assert_eq!(
+        impostor.requests_by("system:bootstrap:"),
+        0,
+        "the token reached the impostor"
+    );
+    assert_eq!(impostor.requests_by("unauthenticated"), 0);
+    assert_no_credentials(&dir.path().join("node"));
+}
+
+/// Waits until `pred` holds for the sandbox, up to 20 s.
+fn wait_for(what: &str, mut pred: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if pred() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn killed_while_waiting_for_approval_the_next_join_reattaches_to_the_same_csr() {
+    let sb = TestSandbox::start();
+    // No auto-approval of client CSRs: take away the nodeclient binding for now.
+    let binding = sb
+        .sb()
+        .get(
+            "clusterrolebindings",
+            "",
+            "kubeadm:node-autoapprove-bootstrap",
+        )
+        .unwrap();
+    sb.sb().delete(
+        "clusterrolebindings",
+        "",
+        "kubeadm:node-autoapprove-bootstrap",
+    );
+    let token = "resume.0123456789abcdef";
+    sb.add_token(token, None, &["authentication", "signing"]);
+    let dir = tempfile::tempdir().unwrap();
+    let bootstrap = bootstrap_kubeconfig_for(&sb, dir.path(), token);
+    let root = dir.path().join("node");
+    let args = [
+        "join",
+        "--bootstrap-kubeconfig",
+        s(&bootstrap),
+        "--root",
+        s(&root),
+        "--node-name",
+        "rn",
+        "--approval-timeout",
+        "60s",
+    ];
+    let mut child = std::process::Command::new(bin())
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the client CSR", || {
+        !sb.csrs_of("system:bootstrap:resume").is_empty()
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let first = sb.csrs_of("system:bootstrap:resume");
+    assert_eq!(first.len(), 1);
+    let key_before = std::fs::read(root.join("var/lib/bootlet/staging/client.key")).unwrap();
+    // The admin restores auto-approval; the rerun meets its own CSR (409) and re-attaches.
+    sb.sb().put("clusterrolebindings", "", binding);
+    sb.approve_serving_in_background();
+    let run = bootlet(&args);
+    run.ok();
+    assert!(
+        run.stdout
+            .contains("from an earlier attempt, made with the same key: re-attached"),
+        "{}",
+        run.stdout
+    );
+    let after = sb.csrs_of("system:bootstrap:resume");
+    assert_eq!(after.len(), 1, "exactly one client CSR for the node");
+    assert_eq!(
+        after[0]["metadata"]["uid"], first[0]["metadata"]["uid"],
+        "the same CSR object"
+    );
+    assert_eq!(
+        sb.csrs_of("system:node:rn").len(),
+        1,
+        "exactly one serving CSR for the node"
+    );
+    let pem = std::fs::read_to_string(root.join("var/lib/kubelet/pki/kubelet-client-current.pem"))
+        .unwrap();
+    let key_after = bootlet::pki::keys::private_key_block(&pem).unwrap();
+    assert_eq!(
+        key_after.trim(),
+        String::from_utf8(key_before).unwrap().trim(),
+        "the same key"
+    );
+    assert_kubelet_node(&sb, &root, "rn");
+}
+
+#[test]
+fn killed_while_waiting_for_serving_approval_resumes_with_the_same_serving_csr() {
+    let sb = TestSandbox::start();
+    let root = tempfile::tempdir().unwrap();
+    let admin = sb.admin_conf();
+    let args = [
+        "join",
+        "--admin-kubeconfig",
+        s(&admin),
+        "--root",
+        s(root.path()),
+        "--node-name",
+        "sv",
+        "--approval-timeout",
+        "60s",
+    ];
+    let mut child = std::process::Command::new(bin())
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the serving CSR", || {
+        !sb.csrs_of("system:node:sv").is_empty()
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    sb.approve_serving_in_background();
+    let run = bootlet(&args);
+    run.ok();
+    assert!(
+        run.stdout.contains("[client-csr] already done"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("re-attached"), "{}", run.stdout);
+    assert_eq!(sb.csrs_of("system:node:sv").len(), 1);
+    assert_kubelet_node(&sb, root.path(), "sv");
+}
