@@ -212,12 +212,8 @@ fn leaf_params(
     lifetime: Duration,
 ) -> Result<CertificateParams> {
     let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    for o in subject.orgs {
-        dn.push(DnType::OrganizationName, o.as_str());
-    }
-    dn.push(DnType::CommonName, subject.cn);
-    params.distinguished_name = dn;
+    let orgs: Vec<&str> = subject.orgs.iter().map(String::as_str).collect();
+    params.distinguished_name = super::subject_dn(subject.cn, &orgs)?;
     for d in subject.dns {
         params.subject_alt_names.push(SanType::DnsName(
             d.clone()

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use base64::Engine;
-use rcgen::{CertificateParams, DistinguishedName, DnType, SanType};
+use rcgen::{CertificateParams, SanType};
 use rustls_pki_types::CertificateSigningRequestDer;
 use rustls_pki_types::pem::PemObject;
 use x509_parser::certification_request::X509CertificationRequest;
@@ -23,12 +23,7 @@ pub fn build(
     ips: &[IpAddr],
 ) -> Result<String> {
     let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    for o in orgs {
-        dn.push(DnType::OrganizationName, *o);
-    }
-    dn.push(DnType::CommonName, cn);
-    params.distinguished_name = dn;
+    params.distinguished_name = super::subject_dn(cn, orgs)?;
     for d in dns {
         let name = d.clone().try_into().map_err(|_| {
             Error::invalid(format!("{d:?} is not a valid DNS name for a certificate"))

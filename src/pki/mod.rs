@@ -49,6 +49,29 @@ pub fn parse_certs_pem(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'sta
     Ok(certs)
 }
 
+/// A subject of organizations then a common name. rcgen keeps one value per attribute type, so
+/// a second organization is stored under a custom type with the organization OID (2.5.4.10),
+/// which encodes to the same attribute; a third cannot be expressed.
+pub fn subject_dn(cn: &str, orgs: &[&str]) -> Result<rcgen::DistinguishedName> {
+    use rcgen::DnType;
+    let mut dn = rcgen::DistinguishedName::new();
+    match orgs {
+        [] => {}
+        [o] => dn.push(DnType::OrganizationName, *o),
+        [o1, o2] => {
+            dn.push(DnType::OrganizationName, *o1);
+            dn.push(DnType::CustomDnType(vec![2, 5, 4, 10]), *o2);
+        }
+        _ => {
+            return Err(Error::invalid(
+                "at most two organizations per certificate subject are supported",
+            ));
+        }
+    }
+    dn.push(DnType::CommonName, cn);
+    Ok(dn)
+}
+
 /// SHA-256 of bytes, as lower-case hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))

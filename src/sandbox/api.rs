@@ -933,9 +933,15 @@ fn admit_csr(
         ));
     }
     obj["spec"]["username"] = json!(user.name);
-    obj["spec"]["uid"] = json!(user.uid);
     obj["spec"]["groups"] = json!(user.groups);
-    obj["spec"]["extra"] = json!({});
+    // uid and extra are omitempty in the API: these authenticators set neither.
+    let spec = obj["spec"].as_object_mut().expect("spec object");
+    spec.remove("extra");
+    if user.uid.is_empty() {
+        spec.remove("uid");
+    } else {
+        spec.insert("uid".into(), json!(user.uid));
+    }
     obj["status"] = json!({});
     Ok(())
 }

@@ -330,3 +330,189 @@ pub fn cert_info(path: &Path) -> bootlet::pki::cert::CertInfo {
     let der = bootlet::pki::parse_certs_pem(&pem, "cert").unwrap();
     bootlet::pki::cert::CertInfo::parse(&der[0]).unwrap()
 }
+
+/// Identities for raw requests.
+pub enum Who<'a> {
+    Admin,
+    Anonymous,
+    Bearer(&'a str),
+    /// A client certificate from the sandbox CA with this CN and organizations.
+    Cert(&'a str, &'a [&'a str]),
+}
+
+impl TestSandbox {
+    /// A ClusterAccess for `who`.
+    pub fn access(&self, who: Who<'_>) -> bootlet::kubeconfig::ClusterAccess {
+        use bootlet::kubeconfig::{ClusterAccess, Credentials};
+        use bootlet::secret::SecretString;
+        let credentials = match who {
+            Who::Admin => {
+                return bootlet::kubeconfig::parse(
+                    self.sb().admin_kubeconfig().expose(),
+                    self.dir.path(),
+                    "admin",
+                )
+                .unwrap();
+            }
+            Who::Anonymous => Credentials::None,
+            Who::Bearer(t) => Credentials::Token(SecretString::new(t.to_string())),
+            Who::Cert(cn, orgs) => {
+                let key = bootlet::pki::keys::PrivateKey::generate().unwrap();
+                let orgs: Vec<String> = orgs.iter().map(|s| s.to_string()).collect();
+                let cert = self
+                    .sb()
+                    .ca()
+                    .issue(
+                        key.pair(),
+                        &bootlet::pki::ca::Subject {
+                            cn,
+                            orgs: &orgs,
+                            dns: &[],
+                            ips: &[],
+                        },
+                        bootlet::pki::ca::Usages::CLIENT,
+                        time::Duration::hours(1),
+                    )
+                    .unwrap();
+                Credentials::ClientCert {
+                    cert_pem: cert,
+                    key_pem: SecretString::new(key.pem().expose().clone()),
+                }
+            }
+        };
+        ClusterAccess {
+            server: self.url(),
+            ca_pem: Some(self.sb().ca_pem().as_bytes().to_vec()),
+            insecure: false,
+            tls_server_name: None,
+            credentials,
+        }
+    }
+
+    /// One request; returns status, headers and the body as JSON (Null if not JSON).
+    pub fn raw(
+        &self,
+        who: Who<'_>,
+        method: &str,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> (u16, http::HeaderMap, serde_json::Value) {
+        let access = self.access(who);
+        self.rt.block_on(async move {
+            use http_body_util::BodyExt;
+            let client = bootlet::cluster::kube_client(&access).unwrap();
+            let mut req = http::Request::builder().method(method).uri(path);
+            let bytes = match body {
+                Some((ct, b)) => {
+                    req = req.header("content-type", ct);
+                    b
+                }
+                None => Vec::new(),
+            };
+            let res = client
+                .send(req.body(kube::client::Body::from(bytes)).unwrap())
+                .await
+                .expect("request");
+            let status = res.status().as_u16();
+            let headers = res.headers().clone();
+            let bytes = res.into_body().collect().await.unwrap().to_bytes();
+            (
+                status,
+                headers,
+                serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+            )
+        })
+    }
+
+    /// A JSON request.
+    pub fn json(
+        &self,
+        who: Who<'_>,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let (s, _, v) = self.raw(
+            who,
+            method,
+            path,
+            body.map(|b| ("application/json", serde_json::to_vec(&b).unwrap())),
+        );
+        (s, v)
+    }
+
+    /// Reads watch events from `path` until `n` arrived or `timeout`, whichever first.
+    pub fn watch_events(
+        &self,
+        who: Who<'_>,
+        path: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<serde_json::Value> {
+        let access = self.access(who);
+        self.rt.block_on(async move {
+            use http_body_util::BodyExt;
+            let client = bootlet::cluster::kube_client(&access).unwrap();
+            let req = http::Request::get(path)
+                .body(kube::client::Body::empty())
+                .unwrap();
+            let res = client.send(req).await.expect("watch");
+            let mut body = res.into_body();
+            let mut buf = Vec::new();
+            let mut events = Vec::new();
+            let deadline = tokio::time::Instant::now() + timeout;
+            while events.len() < n {
+                let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, body.frame()).await
+                else {
+                    break;
+                };
+                if let Some(d) = frame.data_ref() {
+                    buf.extend_from_slice(d);
+                }
+                while let Some(i) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=i).collect();
+                    events.push(serde_json::from_slice(&line).unwrap());
+                }
+            }
+            events
+        })
+    }
+}
+
+use std::time::Duration;
+
+/// A CSR object for `key` as `cn`/`orgs` with `signer` and `usages`.
+pub fn csr_json(
+    name: &str,
+    cn: &str,
+    orgs: &[&str],
+    dns: &[String],
+    signer: &str,
+    usages: &[&str],
+    expiration: Option<i64>,
+) -> serde_json::Value {
+    use base64::Engine;
+    let key = bootlet::pki::keys::PrivateKey::generate().unwrap();
+    let pem = bootlet::pki::csr::build(&key, cn, orgs, dns, &[]).unwrap();
+    let mut v = serde_json::json!({"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest", "metadata": {"name": name},
+        "spec": {"request": base64::engine::general_purpose::STANDARD.encode(pem), "signerName": signer, "usages": usages}});
+    if let Some(e) = expiration {
+        v["spec"]["expirationSeconds"] = serde_json::json!(e);
+    }
+    v
+}
+
+/// Polls `f` until it returns Some, up to `secs`.
+pub fn eventually<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "condition not met within {secs}s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
