@@ -749,3 +749,260 @@ fn killed_while_waiting_for_serving_approval_resumes_with_the_same_serving_csr()
     assert_eq!(sb.csrs_of("system:node:sv").len(), 1);
     assert_kubelet_node(&sb, root.path(), "sv");
 }
+
+#[test]
+fn the_secret_phase_is_idempotent_and_refuses_a_conflicting_token() {
+    let sb = TestSandbox::start();
+    let admin = tempfile::tempdir().unwrap();
+    let a = admin.path().to_str().unwrap();
+    let conf = sb.admin_conf();
+    let token = "idemtk.0123456789abcdef";
+    let first = bootlet(&[
+        "phase",
+        "secret",
+        "--root",
+        a,
+        "--admin-kubeconfig",
+        s(&conf),
+        "--token",
+        token,
+    ]);
+    first.ok();
+    assert!(
+        first
+            .stdout
+            .contains("Created Secret kube-system/bootstrap-token-idemtk")
+    );
+    let secret = sb
+        .sb()
+        .get("secrets", "kube-system", "bootstrap-token-idemtk")
+        .unwrap();
+    assert_eq!(secret["type"], "bootstrap.kubernetes.io/token");
+    let data = |k: &str| {
+        use base64::Engine;
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(secret["data"][k].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(data("usage-bootstrap-authentication"), "true");
+    assert_eq!(data("usage-bootstrap-signing"), "true");
+    assert_eq!(
+        data("auth-extra-groups"),
+        "system:bootstrappers:kubeadm:default-node-token"
+    );
+    let exp = time::OffsetDateTime::parse(
+        &data("expiration"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let ttl = exp - time::OffsetDateTime::now_utc();
+    assert!(
+        ttl > time::Duration::hours(23) && ttl <= time::Duration::hours(24),
+        "default TTL 24h: {ttl}"
+    );
+    let bindings_before = sb.sb().list("clusterrolebindings", "").len();
+    let rv = secret["metadata"]["resourceVersion"].clone();
+    let again = bootlet(&[
+        "phase",
+        "secret",
+        "--root",
+        a,
+        "--admin-kubeconfig",
+        s(&conf),
+        "--token",
+        token,
+    ]);
+    again.ok();
+    assert!(
+        again.stdout.contains("[secret] already done"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(
+        sb.sb()
+            .get("secrets", "kube-system", "bootstrap-token-idemtk")
+            .unwrap()["metadata"]["resourceVersion"],
+        rv,
+        "identical Secret left alone"
+    );
+    assert_eq!(
+        sb.sb().list("clusterrolebindings", "").len(),
+        bindings_before,
+        "no duplicate bindings"
+    );
+    // Another group: the bindings gain it, without duplicates.
+    bootlet(&[
+        "phase",
+        "secret",
+        "--root",
+        a,
+        "--admin-kubeconfig",
+        s(&conf),
+        "--token",
+        "grptok.0123456789abcdef",
+        "--token-groups",
+        "system:bootstrappers:edge",
+    ])
+    .ok();
+    let b = sb
+        .sb()
+        .get("clusterrolebindings", "", "kubeadm:kubelet-bootstrap")
+        .unwrap();
+    assert_eq!(b["subjects"].as_array().unwrap().len(), 2, "{b}");
+    assert_eq!(
+        sb.sb().list("clusterrolebindings", "").len(),
+        bindings_before
+    );
+    // Same id, other secret: an error that says so, and nothing changed.
+    let clash = bootlet(&[
+        "phase",
+        "secret",
+        "--root",
+        a,
+        "--admin-kubeconfig",
+        s(&conf),
+        "--token",
+        "idemtk.ffffffffffffffff",
+    ]);
+    clash.fails_with(6, "already exists with a different secret");
+    assert!(!clash.all().contains("ffffffffffffffff") && !clash.all().contains("0123456789abcdef"));
+    assert_eq!(
+        sb.sb()
+            .get("secrets", "kube-system", "bootstrap-token-idemtk")
+            .unwrap()["metadata"]["resourceVersion"],
+        rv
+    );
+}
+
+#[test]
+fn several_pins_any_match_and_no_pin_needs_the_explicit_unsafe_flag() {
+    let sb = auto_serving();
+    let token = "pinsok.0123456789abcdef";
+    sb.add_token(token, None, &["authentication", "signing"]);
+    let root = tempfile::tempdir().unwrap();
+    let wrong = format!("sha256:{}", "cd".repeat(32));
+    let run = bootlet(&[
+        "join",
+        &sb.endpoint(),
+        "--token",
+        token,
+        "--discovery-token-ca-cert-hash",
+        &wrong,
+        "--discovery-token-ca-cert-hash",
+        &sb.pin(),
+        "--root",
+        s(root.path()),
+        "--node-name",
+        "p1",
+    ]);
+    run.ok();
+    let root2 = tempfile::tempdir().unwrap();
+    let refused = bootlet(&[
+        "join",
+        &sb.endpoint(),
+        "--token",
+        token,
+        "--root",
+        s(root2.path()),
+        "--node-name",
+        "p2",
+    ]);
+    refused.fails_with(3, "--discovery-token-ca-cert-hash");
+    assert_no_credentials(root2.path());
+    let unsafe_run = bootlet(&[
+        "join",
+        &sb.endpoint(),
+        "--token",
+        token,
+        "--discovery-token-unsafe-skip-ca-verification",
+        "--root",
+        s(root2.path()),
+        "--node-name",
+        "p2",
+    ]);
+    unsafe_run.ok();
+    assert!(
+        unsafe_run
+            .stderr
+            .contains("WARNING: --discovery-token-unsafe-skip-ca-verification"),
+        "{}",
+        unsafe_run.stderr
+    );
+}
+
+#[test]
+fn keep_bootstrap_kubeconfig_keeps_it_and_preflight_guards_foreign_files() {
+    let sb = auto_serving();
+    let root = tempfile::tempdir().unwrap();
+    // A kubelet.conf that bootlet did not write and that does not verify: preflight stops.
+    let conf = root.path().join("etc/kubernetes/kubelet.conf");
+    std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
+    std::fs::write(&conf, "apiVersion: v1\nkind: Config\n").unwrap();
+    let admin = sb.admin_conf();
+    let args = [
+        "join",
+        "--admin-kubeconfig",
+        s(&admin),
+        "--root",
+        s(root.path()),
+        "--node-name",
+        "kp",
+        "--keep-bootstrap-kubeconfig",
+    ];
+    let run = bootlet(&args);
+    run.fails_with(3, "FileAvailable--etc-kubernetes-kubelet.conf");
+    assert!(
+        run.stdout
+            .contains("[ERROR FileAvailable--etc-kubernetes-kubelet.conf]"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        std::fs::read_to_string(&conf).unwrap(),
+        "apiVersion: v1\nkind: Config\n",
+        "nothing touched"
+    );
+    assert!(sb.csrs_of("system:node:kp").is_empty());
+    bootlet(&[&args[..], &["--ignore-preflight-errors", "NoSuchCheck"]].concat())
+        .fails_with(2, "unknown check");
+    let ignored = bootlet(
+        &[
+            &args[..],
+            &[
+                "--ignore-preflight-errors",
+                "fileavailable--etc-kubernetes-kubelet.conf",
+            ],
+        ]
+        .concat(),
+    );
+    ignored.ok();
+    assert!(
+        ignored
+            .stderr
+            .contains("ignored by --ignore-preflight-errors")
+    );
+    assert!(
+        root.path()
+            .join("etc/kubernetes/bootstrap-kubelet.conf")
+            .exists(),
+        "kept"
+    );
+    assert!(
+        root.path().join("var/lib/bootlet/bootstrap-token").exists(),
+        "kept"
+    );
+    assert_eq!(
+        mode(&root.path().join("etc/kubernetes/bootstrap-kubelet.conf")),
+        0o600
+    );
+    let again = bootlet(&args);
+    again.ok();
+    assert!(
+        again.stdout.contains("[write-files] already done"),
+        "{}",
+        again.stdout
+    );
+}
