@@ -7,6 +7,39 @@ use std::path::Path;
 
 use crate::error::{Error, ErrorKind, Result};
 
+/// The lock file for a state directory: outside the root (in the temporary directory), named by a
+/// digest of the state directory's canonical path, so that taking the lock writes nothing under
+/// the root.
+pub fn path_for(state_dir: &Path) -> std::path::PathBuf {
+    let canonical = canonical_or_given(state_dir);
+    let digest = crate::pki::sha256_hex(canonical.as_os_str().as_encoded_bytes());
+    std::env::temp_dir().join(format!("bootlet-{}.lock", &digest[..20]))
+}
+
+/// The canonical form of the longest existing prefix of `p`, with the rest appended, so that two
+/// spellings of one directory (symlinks, `..`) give one lock even before the directory exists.
+fn canonical_or_given(p: &Path) -> std::path::PathBuf {
+    let mut existing = p.to_path_buf();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (
+            existing.file_name().map(|n| n.to_os_string()),
+            existing.parent(),
+        ) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                existing = parent.to_path_buf();
+            }
+            _ => break,
+        }
+    }
+    let mut out = existing.canonicalize().unwrap_or(existing);
+    for part in rest.into_iter().rev() {
+        out.push(part);
+    }
+    out
+}
+
 /// A held lock; dropping it releases the lock.
 #[derive(Debug)]
 pub struct RunLock {
@@ -31,7 +64,7 @@ pub fn acquire(path: &Path, command: &str) -> Result<RunLock> {
             return Err(Error::new(
                 ErrorKind::Conflict,
                 format!(
-                    "another bootlet run holds the lock {} ({holder}); wait for it to finish, or stop it, then rerun",
+                    "another bootlet run is working on this root ({holder}; lock {}); wait for it to finish, or stop it, then rerun",
                     path.display()
                 ),
             ));

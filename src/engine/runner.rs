@@ -146,14 +146,21 @@ async fn run(
         &settings.krustlet_data_dir,
         settings.state_dir.as_deref(),
     )?;
-    let dry_dir = if settings.dry_run && *command != Command::Plan {
-        Some(prepare_dry_run_dir(&settings)?)
+    // Everything local is read and checked before anything is written: bad input leaves no
+    // trace under the root (nor a dry-run directory behind).
+    let chained_dry_dir = settings.dry_run_dir.clone().filter(|d| d.is_dir());
+    let probe = World::new(layout.clone(), chained_dry_dir);
+    let journal = read_journal(&probe, &layout, &settings)?;
+    let mut cx = Ctx::new(settings, layout.clone(), probe, journal, out, graph.clone());
+    validate_inputs(&mut cx)?;
+    let dry_dir = if cx.settings.dry_run && *command != Command::Plan {
+        Some(prepare_dry_run_dir(&cx.settings)?)
     } else {
         None
     };
     if let Some(d) = &dry_dir {
         report.dry_run_dir = Some(d.display().to_string());
-        out.say(
+        cx.out.say(
             "dryrun",
             format!(
                 "Writing would-be files under {} (the real root is not touched)",
@@ -161,33 +168,19 @@ async fn run(
             ),
         );
     }
-    let world = World::new(layout.clone(), dry_dir.clone());
+    cx.world = World::new(layout.clone(), dry_dir.clone());
     let _lock = if *command == Command::Plan {
         None
     } else {
-        let lock_path = world.write_host_path(&format!("{}/lock", layout.path("state")));
-        Some(super::lock::acquire(
-            &lock_path,
-            &format!("bootlet {}", command.label()),
-        )?)
-    };
-    let journal_path = layout.path("journal").to_string();
-    let journal = match world.read_string(&journal_path)? {
-        Some(text) => {
-            let shown = world
-                .read_host_path(&journal_path)
-                .map(|p| p.display().to_string())
-                .unwrap_or(journal_path.clone());
-            let j = Journal::parse(&text, &shown)?;
-            j.check_intent(&settings.node_name, settings.layout, &shown)?;
-            j
-        }
-        None => Journal::new(&settings.node_name, settings.layout),
+        let lock_path = super::lock::path_for(&cx.world.write_host_path(layout.path("state")));
+        let lock = super::lock::acquire(&lock_path, &format!("bootlet {}", command.label()))?;
+        // Another run may have finished between our first read and the lock.
+        cx.journal = read_journal(&cx.world, &layout, &cx.settings)?;
+        Some(lock)
     };
     if dry_dir.is_none() && *command != Command::Plan {
         remove_stale_temps(&graph, &layout);
     }
-    let mut cx = Ctx::new(settings, layout, world, journal, out, graph.clone());
     let skipped: BTreeSet<String> = cx.settings.skip_phases.iter().cloned().collect();
     let scope: Vec<String> = match command {
         Command::Phase(p) => graph
@@ -281,13 +274,22 @@ async fn run_phase(
     );
     cx.gate.enter(name, manifest.requests.clone(), false);
     cx.journal.start(name);
-    cx.save_journal()?;
+    // The journal is written once this join has changed something: a phase that only checks (or
+    // fails on bad input) leaves no trace.
+    let journal_exists = cx.world.exists(cx.layout.path("journal"));
+    if journal_exists {
+        cx.save_journal()?;
+    }
     let started = Instant::now();
     tracing::debug!("phase {name} runs: {reason}");
     let result = (imp.run)(cx).await;
     let files = cx.world.leave_phase();
     let requests = cx.gate.leave();
     let actions = cx.take_actions();
+    let changed_world = !files.is_empty()
+        || requests
+            .iter()
+            .any(|q| q.outcome == "sent" && !matches!(q.verb.as_str(), "get" | "list" | "watch"));
     let r = report.phase_mut(name);
     r.duration_ms = started.elapsed().as_millis() as u64;
     r.files = files;
@@ -305,9 +307,50 @@ async fn run_phase(
         }
     }
     // A failure to record the outcome must not mask the phase's own error.
-    let saved = cx.save_journal();
+    let saved = if changed_world || cx.world.exists(cx.layout.path("journal")) {
+        cx.save_journal()
+    } else {
+        Ok(())
+    };
     result?;
     saved
+}
+
+fn read_journal(world: &World, layout: &Layout, settings: &Settings) -> Result<Journal> {
+    let journal_path = layout.path("journal");
+    match world.read_string(journal_path)? {
+        Some(text) => {
+            let shown = world
+                .read_host_path(journal_path)
+                .map(|p| p.display().to_string())
+                .unwrap_or(journal_path.to_string());
+            let j = Journal::parse(&text, &shown)?;
+            j.check_intent(&settings.node_name, settings.layout, &shown)?;
+            Ok(j)
+        }
+        None => Ok(Journal::new(&settings.node_name, settings.layout)),
+    }
+}
+
+/// Parses every local input this run was given (token, kubeconfig files), so that bad input
+/// fails before the first write.
+fn validate_inputs(cx: &mut Ctx) -> Result<()> {
+    cx.set_phase("preflight");
+    cx.token()?;
+    let files = [
+        (
+            cx.settings.bootstrap_kubeconfig.clone(),
+            "the bootstrap kubeconfig",
+        ),
+        (cx.settings.discovery_file.clone(), "the discovery file"),
+        (cx.settings.admin_kubeconfig.clone(), "the admin kubeconfig"),
+    ];
+    for (path, what) in files {
+        if let Some(p) = path {
+            crate::kubeconfig::load(&p, what)?;
+        }
+    }
+    Ok(())
 }
 
 /// Statuses of `scope`, sinks first, so "everything after me is done" can be answered.
