@@ -192,8 +192,9 @@ fn read_ref(base: &Path, file: &str, what: &str) -> Result<Vec<u8>> {
     } else {
         base.join(file)
     };
-    std::fs::read(&p)
-        .map_err(|e| Error::io("read", &p, e).context(format!("{what} refers to a file that")))
+    std::fs::read(&p).map_err(|e| {
+        Error::io("read", &p, e).context(format!("{what} refers to a missing or unreadable file"))
+    })
 }
 
 /// A normalized API server URL from an endpoint like `10.0.0.1:6443` or `https://host:6443`.

@@ -251,8 +251,10 @@ impl Ctx {
                 TokenSource::Flag(t) => (t, TokenOrigin::Flag),
                 TokenSource::Env(t) => (t, TokenOrigin::Env),
                 TokenSource::File(p) => {
-                    let t = std::fs::read_to_string(&p)
-                        .map_err(|e| Error::io("read the token file", &p, e))?;
+                    // Bytes, not text: a binary file is a malformed token, not an I/O error.
+                    let bytes =
+                        std::fs::read(&p).map_err(|e| Error::io("read the token file", &p, e))?;
+                    let t = String::from_utf8_lossy(&bytes).into_owned();
                     (t, TokenOrigin::File(p))
                 }
                 TokenSource::Stdin => (self.read_stdin()?, TokenOrigin::Stdin),

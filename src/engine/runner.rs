@@ -318,8 +318,9 @@ async fn run_phase(
 
 fn read_journal(world: &World, layout: &Layout, settings: &Settings) -> Result<Journal> {
     let journal_path = layout.path("journal");
-    match world.read_string(journal_path)? {
-        Some(text) => {
+    match world.read(journal_path)? {
+        Some(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
             let shown = world
                 .read_host_path(journal_path)
                 .map(|p| p.display().to_string())

@@ -41,6 +41,18 @@ fn source(cx: &Ctx) -> Source {
     }
 }
 
+/// A file source of trust: it must name a CA, not ask to skip verification.
+fn load_trusted(path: &std::path::Path, what: &str) -> Result<ClusterAccess> {
+    let access = crate::kubeconfig::load(path, &format!("the {what}"))?;
+    if access.insecure {
+        return Err(Error::invalid(format!(
+            "the {what} {} sets insecure-skip-tls-verify; bootlet trusts only a CA it is given: add certificate-authority-data",
+            path.display()
+        )));
+    }
+    Ok(access)
+}
+
 fn record_from(access: &ClusterAccess, source: String) -> Result<ClusterRecord> {
     let ca = access.ca_pem.clone().ok_or_else(|| {
         Error::invalid(format!(
@@ -62,7 +74,7 @@ fn record_from(access: &ClusterAccess, source: String) -> Result<ClusterRecord> 
 pub fn file_source_record(cx: &Ctx) -> Result<Option<ClusterRecord>> {
     match source(cx) {
         Source::File(path, what) => {
-            let access = crate::kubeconfig::load(&path, &format!("the {what}"))?;
+            let access = load_trusted(&path, what)?;
             Ok(Some(record_from(
                 &access,
                 format!("{what} {}", path.display()),
@@ -79,7 +91,7 @@ pub async fn check(cx: &mut Ctx) -> Result<Check> {
     };
     Ok(match source(cx) {
         Source::File(path, what) => {
-            let access = crate::kubeconfig::load(&path, &format!("the {what}"))?;
+            let access = load_trusted(&path, what)?;
             let fresh = record_from(&access, format!("{what} {}", path.display()))?;
             if fresh.server == rec.server && fresh.ca == rec.ca {
                 Check::Done(format!(
@@ -117,13 +129,7 @@ pub async fn check(cx: &mut Ctx) -> Result<Check> {
 pub async fn run(cx: &mut Ctx) -> Result<()> {
     let rec = match source(cx) {
         Source::File(path, what) => {
-            let access = crate::kubeconfig::load(&path, &format!("the {what}"))?;
-            if access.insecure {
-                return Err(Error::invalid(format!(
-                    "the {what} {} sets insecure-skip-tls-verify; bootlet trusts only a CA it is given",
-                    path.display()
-                )));
-            }
+            let access = load_trusted(&path, what)?;
             let rec = record_from(&access, format!("{what} {}", path.display()))?;
             cx.act(format!(
                 "Using the cluster {} with CA {} from the {what} {}",

@@ -66,10 +66,14 @@ impl Sandbox {
         });
         seed(&state, options.bare)?;
         let admin_kubeconfig = SecretString::new(admin_kubeconfig(&ca, &url)?);
-        let tasks = vec![
-            tokio::spawn(server::serve(listener, acceptor, state.clone())),
-            tokio::spawn(controllers::run(state.clone())),
-        ];
+        let mut tasks = vec![tokio::spawn(server::serve(
+            listener,
+            acceptor,
+            state.clone(),
+        ))];
+        if options.run_controllers {
+            tasks.push(tokio::spawn(controllers::run(state.clone())));
+        }
         Ok(Sandbox {
             state,
             shutdown: tx,

@@ -49,6 +49,9 @@ pub struct SandboxOptions {
     /// Rewrite `cluster-info` on its way to anonymous readers, as a man in the middle would
     /// (tests of discovery's JWS check; the bootstrap signer would re-sign a stored change).
     pub tamper_cluster_info: bool,
+    /// Run the controllers (approver, signers, token cleaner). Off only for tests that plant
+    /// objects the controllers would repair.
+    pub run_controllers: bool,
 }
 
 impl Default for SandboxOptions {
@@ -64,6 +67,7 @@ impl Default for SandboxOptions {
             signing_duration: Duration::from_secs(365 * 24 * 3600),
             bookmark_interval: Duration::from_secs(5),
             tamper_cluster_info: false,
+            run_controllers: true,
         }
     }
 }
