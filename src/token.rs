@@ -12,7 +12,8 @@ use crate::error::{Error, Result};
 use crate::secret::{REDACTED, SecretString};
 
 /// The token format, as shown in errors.
-pub const TOKEN_FORMAT: &str = "[a-z0-9]{6}.[a-z0-9]{16}, e.g. abcdef.0123456789abcdef (id.secret)";
+pub const TOKEN_FORMAT: &str =
+    "[a-z0-9]{6}.[a-z0-9]{16} (a 6-character id, a dot, a 16-character secret)";
 
 const ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 const ID_LEN: usize = 6;

@@ -61,16 +61,82 @@ impl Run {
     }
 }
 
-fn record(out: &Output) -> Run {
+fn record(out: &Output, args: &[&str], extra_secrets: &[&str]) -> Run {
     let run = Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     };
+    leak_scan(&run, args, extra_secrets);
     let mut t = TRANSCRIPT.lock().unwrap();
     t.push_str(&run.stdout);
     t.push_str(&run.stderr);
     run
+}
+
+/// Every secret the tests have used or bootlet has produced so far: token secret halves and the
+/// base64 lines of private keys.
+pub static SECRETS: Mutex<std::collections::BTreeSet<String>> = Mutex::new(std::collections::BTreeSet::new());
+
+/// Remembers the secret half of a token-looking string and the body lines of PEM private keys.
+pub fn remember_secrets(text: &str) {
+    let mut s = SECRETS.lock().unwrap();
+    for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '.')) {
+        if let Ok(t) = bootlet::token::BootstrapToken::parse(word) {
+            s.insert(t.secret().expose().clone());
+        }
+    }
+    if let Some(k) = bootlet::pki::keys::private_key_block(text) {
+        for line in k.lines().filter(|l| !l.starts_with("-----") && l.len() >= 40) {
+            s.insert(line.to_string());
+        }
+    }
+}
+
+/// Files a run may have written secrets into or reported into: everything under the roots and
+/// dry-run directories its arguments name or its output mentions.
+fn dirs_of(args: &[&str], run: &Run) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = args
+        .windows(2)
+        .filter(|w| matches!(w[0], "--root" | "--dry-run-dir" | "--out" | "--dir"))
+        .map(|w| PathBuf::from(w[1]))
+        .collect();
+    for word in run.all().split(|c: char| c.is_whitespace() || c == '"' || c == ',') {
+        if let Some(i) = word.find("/bootlet-dry-run-") {
+            let end = word[i + 1..].find('/').map(|j| i + 1 + j).unwrap_or(word.len());
+            dirs.push(PathBuf::from(&word[..end]));
+        }
+    }
+    dirs
+}
+
+pub fn leak_scan(run: &Run, args: &[&str], extra_secrets: &[&str]) {
+    for a in args.iter().chain(extra_secrets) {
+        remember_secrets(a);
+    }
+    let dirs = dirs_of(args, run);
+    let mut reports = Vec::new();
+    for d in &dirs {
+        for f in files_under(d) {
+            let p = d.join(&f);
+            let Ok(text) = std::fs::read_to_string(&p) else { continue };
+            remember_secrets(&text);
+            if f.ends_with("journal.toml") || f.ends_with("bootlet-report.json") {
+                reports.push((p, text));
+            }
+        }
+    }
+    let secrets = SECRETS.lock().unwrap().clone();
+    let mut outputs: Vec<(String, &str)> = vec![("stdout".into(), &run.stdout), ("stderr".into(), &run.stderr)];
+    for (p, text) in &reports {
+        outputs.push((p.display().to_string(), text));
+    }
+    for (what, text) in outputs {
+        assert!(!text.contains("PRIVATE KEY-----"), "{what} of `bootlet {}` shows a private key", args.join(" "));
+        for s in &secrets {
+            assert!(!text.contains(s.as_str()), "{what} of `bootlet {}` leaks a secret", args.join(" "));
+        }
+    }
 }
 
 /// Runs bootlet with `args` (no inherited BOOTLET_TOKEN).
@@ -78,23 +144,26 @@ pub fn bootlet(args: &[&str]) -> Run {
     bootlet_env(args, &[])
 }
 
-/// Runs bootlet with `args` and extra environment.
+/// Runs bootlet with `args` and extra environment, at -v so that logs are scanned too.
 pub fn bootlet_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut c = Command::new(bin());
-    c.args(args)
+    c.arg("-v")
+        .args(args)
         .env_remove("BOOTLET_TOKEN")
         .env_remove("KRUSTLET_DATA_DIR")
         .stdin(Stdio::null());
     for (k, v) in env {
         c.env(k, v);
     }
-    record(&c.output().expect("run bootlet"))
+    let secrets: Vec<&str> = env.iter().map(|(_, v)| *v).collect();
+    record(&c.output().expect("run bootlet"), args, &secrets)
 }
 
 /// Runs bootlet with `stdin`.
 pub fn bootlet_stdin(args: &[&str], stdin: &str) -> Run {
     use std::io::Write;
     let mut child = Command::new(bin())
+        .arg("-v")
         .args(args)
         .env_remove("BOOTLET_TOKEN")
         .stdin(Stdio::piped())
@@ -108,7 +177,7 @@ pub fn bootlet_stdin(args: &[&str], stdin: &str) -> Run {
         .unwrap()
         .write_all(stdin.as_bytes())
         .unwrap();
-    record(&child.wait_with_output().unwrap())
+    record(&child.wait_with_output().unwrap(), args, &[stdin])
 }
 
 /// A sandbox running in this test process on its own runtime.
