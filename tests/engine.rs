@@ -748,10 +748,28 @@ fn plan_shows_statuses_and_changes_nothing() {
 #[test]
 fn the_leak_scan_catches_tokens_and_keys() {
     remember_secrets("canary.zq9x8w7v6u5t4s3r");
-    let leak = Run { code: 0, stdout: "joined with zq9x8w7v6u5t4s3r".into(), stderr: String::new() };
-    assert!(std::panic::catch_unwind(|| leak_scan(&leak, &[], &[])).is_err(), "a token secret in stdout must fail the scan");
-    let key = Run { code: 0, stdout: String::new(), stderr: "-----BEGIN PRIVATE KEY-----\nMIGH\n".into() };
-    assert!(std::panic::catch_unwind(|| leak_scan(&key, &[], &[])).is_err(), "a PEM key in stderr must fail the scan");
-    let clean = Run { code: 0, stdout: "token canary.<redacted>".into(), stderr: String::new() };
+    let leak = Run {
+        code: 0,
+        stdout: "joined with zq9x8w7v6u5t4s3r".into(),
+        stderr: String::new(),
+    };
+    assert!(
+        std::panic::catch_unwind(|| leak_scan(&leak, &[], &[])).is_err(),
+        "a token secret in stdout must fail the scan"
+    );
+    let key = Run {
+        code: 0,
+        stdout: String::new(),
+        stderr: "-----BEGIN PRIVATE KEY-----\nMIGH\n".into(),
+    };
+    assert!(
+        std::panic::catch_unwind(|| leak_scan(&key, &[], &[])).is_err(),
+        "a PEM key in stderr must fail the scan"
+    );
+    let clean = Run {
+        code: 0,
+        stdout: "token canary.<redacted>".into(),
+        stderr: String::new(),
+    };
     leak_scan(&clean, &[], &[]);
 }

@@ -76,7 +76,8 @@ fn record(out: &Output, args: &[&str], extra_secrets: &[&str]) -> Run {
 
 /// Every secret the tests have used or bootlet has produced so far: token secret halves and the
 /// base64 lines of private keys.
-pub static SECRETS: Mutex<std::collections::BTreeSet<String>> = Mutex::new(std::collections::BTreeSet::new());
+pub static SECRETS: Mutex<std::collections::BTreeSet<String>> =
+    Mutex::new(std::collections::BTreeSet::new());
 
 /// Remembers the secret half of a token-looking string and the body lines of PEM private keys.
 pub fn remember_secrets(text: &str) {
@@ -87,7 +88,10 @@ pub fn remember_secrets(text: &str) {
         }
     }
     if let Some(k) = bootlet::pki::keys::private_key_block(text) {
-        for line in k.lines().filter(|l| !l.starts_with("-----") && l.len() >= 40) {
+        for line in k
+            .lines()
+            .filter(|l| !l.starts_with("-----") && l.len() >= 40)
+        {
             s.insert(line.to_string());
         }
     }
@@ -101,9 +105,15 @@ fn dirs_of(args: &[&str], run: &Run) -> Vec<PathBuf> {
         .filter(|w| matches!(w[0], "--root" | "--dry-run-dir" | "--out" | "--dir"))
         .map(|w| PathBuf::from(w[1]))
         .collect();
-    for word in run.all().split(|c: char| c.is_whitespace() || c == '"' || c == ',') {
+    for word in run
+        .all()
+        .split(|c: char| c.is_whitespace() || c == '"' || c == ',')
+    {
         if let Some(i) = word.find("/bootlet-dry-run-") {
-            let end = word[i + 1..].find('/').map(|j| i + 1 + j).unwrap_or(word.len());
+            let end = word[i + 1..]
+                .find('/')
+                .map(|j| i + 1 + j)
+                .unwrap_or(word.len());
             dirs.push(PathBuf::from(&word[..end]));
         }
     }
@@ -119,7 +129,9 @@ pub fn leak_scan(run: &Run, args: &[&str], extra_secrets: &[&str]) {
     for d in &dirs {
         for f in files_under(d) {
             let p = d.join(&f);
-            let Ok(text) = std::fs::read_to_string(&p) else { continue };
+            let Ok(text) = std::fs::read_to_string(&p) else {
+                continue;
+            };
             remember_secrets(&text);
             if f.ends_with("journal.toml") || f.ends_with("bootlet-report.json") {
                 reports.push((p, text));
@@ -127,14 +139,25 @@ pub fn leak_scan(run: &Run, args: &[&str], extra_secrets: &[&str]) {
         }
     }
     let secrets = SECRETS.lock().unwrap().clone();
-    let mut outputs: Vec<(String, &str)> = vec![("stdout".into(), &run.stdout), ("stderr".into(), &run.stderr)];
+    let mut outputs: Vec<(String, &str)> = vec![
+        ("stdout".into(), &run.stdout),
+        ("stderr".into(), &run.stderr),
+    ];
     for (p, text) in &reports {
         outputs.push((p.display().to_string(), text));
     }
     for (what, text) in outputs {
-        assert!(!text.contains("PRIVATE KEY-----"), "{what} of `bootlet {}` shows a private key", args.join(" "));
+        assert!(
+            !text.contains("PRIVATE KEY-----"),
+            "{what} of `bootlet {}` shows a private key",
+            args.join(" ")
+        );
         for s in &secrets {
-            assert!(!text.contains(s.as_str()), "{what} of `bootlet {}` leaks a secret", args.join(" "));
+            assert!(
+                !text.contains(s.as_str()),
+                "{what} of `bootlet {}` leaks a secret",
+                args.join(" ")
+            );
         }
     }
 }
@@ -347,7 +370,10 @@ pub fn files_under(dir: &Path) -> Vec<String> {
         };
         for e in rd.flatten() {
             let p = e.path();
-            let meta = std::fs::symlink_metadata(&p).unwrap();
+            // A file may vanish between listing and stat while a run is renaming into place.
+            let Ok(meta) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
             if meta.is_dir() {
                 stack.push(p);
             } else {
