@@ -136,7 +136,7 @@ async fn join_against(sandbox: &Sandbox, out: &Path, layout: LayoutKind) -> Resu
 fn print_timings(report: &crate::engine::report::Report) {
     for p in &report.phases {
         println!(
-            "    {:<12} {:<8} {:>6} ms  {}",
+            "    {:<12} {:<8} {:>8.2} ms  {}",
             p.name, p.status, p.duration_ms, p.reason
         );
     }

@@ -69,6 +69,7 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     tmp.as_file()
         .sync_all()
         .map_err(|e| Error::io("fsync", tmp.path(), e))?;
+    SYNCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     tmp.persist(path)
         .map_err(|e| Error::io("rename into place", path, e.error))?;
     sync_dir(dir)
@@ -96,6 +97,21 @@ pub fn symlink_atomic(link: &Path, target: &Path) -> Result<()> {
     let _ = fs::remove_file(&tmp);
     std::os::unix::fs::symlink(target, &tmp).map_err(|e| Error::io("create symlink", &tmp, e))?;
     fs::rename(&tmp, link).map_err(|e| Error::io("rename symlink into place", link, e))?;
+    sync_dir(dir)
+}
+
+/// Removes `path` if it exists without syncing its directory (the caller syncs once for a batch,
+/// see [`sync_directory`]); returns whether it did.
+pub fn remove_file_unsynced(path: &Path) -> Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == IoKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io("remove", path, e)),
+    }
+}
+
+/// fsyncs a directory, making renames and removals in it durable.
+pub fn sync_directory(dir: &Path) -> Result<()> {
     sync_dir(dir)
 }
 
@@ -149,7 +165,11 @@ fn parent_of(path: &Path) -> Result<&Path> {
         .ok_or_else(|| Error::internal(format!("{} has no parent directory", path.display())))
 }
 
+/// fsync calls made by this process (files and directories), for the benchmarks' profile.
+pub static SYNCS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 fn sync_dir(dir: &Path) -> Result<()> {
+    SYNCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let f = File::open(dir).map_err(|e| Error::io("open directory", dir, e))?;
     f.sync_all()
         .map_err(|e| Error::io("fsync directory", dir, e))

@@ -154,11 +154,18 @@ impl Ctx {
         crate::files::write_atomic(&self.world.write_host_path(inside), bytes, mode)
     }
 
-    /// Records a public fact for the current phase and saves the journal.
+    /// Records a public fact for the current phase and saves the journal now: for facts that must
+    /// be durable before the action that follows (a key's fingerprint before the key is written).
     pub fn fact(&mut self, key: &str, value: &str) -> Result<()> {
+        self.note(key, value);
+        self.save_journal()
+    }
+
+    /// Records a public fact for the current phase; it is saved with the phase's outcome. Each
+    /// save is an fsync'd write, so facts that nothing depends on mid-phase wait for that one.
+    pub fn note(&mut self, key: &str, value: &str) {
         let phase = self.phase.clone();
         self.journal.set_fact(&phase, key, value);
-        self.save_journal()
     }
 
     /// A fact recorded for `phase`.

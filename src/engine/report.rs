@@ -60,7 +60,7 @@ pub struct PhaseReport {
     /// Files.
     pub files: Vec<FileRecord>,
     /// Wall time in milliseconds.
-    pub duration_ms: u64,
+    pub duration_ms: f64,
 }
 
 /// The whole run.

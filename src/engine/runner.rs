@@ -273,16 +273,19 @@ async fn run_phase(
         manifest.remove_patterns(&cx.layout),
     );
     cx.gate.enter(name, manifest.requests.clone(), false);
+    // The journal is saved with the phase's outcome (and by facts that must be durable sooner),
+    // and only once this join has changed something: a phase that only checks, or fails on bad
+    // input, leaves no trace.
     cx.journal.start(name);
-    // The journal is written once this join has changed something: a phase that only checks (or
-    // fails on bad input) leaves no trace.
-    let journal_exists = cx.world.exists(cx.layout.path("journal"));
-    if journal_exists {
-        cx.save_journal()?;
-    }
     let started = Instant::now();
     tracing::debug!("phase {name} runs: {reason}");
-    let result = (imp.run)(cx).await;
+    let result = match (imp.run)(cx).await {
+        Ok(()) => cx.world.flush(),
+        Err(e) => {
+            let _ = cx.world.flush();
+            Err(e)
+        }
+    };
     let files = cx.world.leave_phase();
     let requests = cx.gate.leave();
     let actions = cx.take_actions();
@@ -291,7 +294,7 @@ async fn run_phase(
             .iter()
             .any(|q| q.outcome == "sent" && !matches!(q.verb.as_str(), "get" | "list" | "watch"));
     let r = report.phase_mut(name);
-    r.duration_ms = started.elapsed().as_millis() as u64;
+    r.duration_ms = started.elapsed().as_secs_f64() * 1e3;
     r.files = files;
     r.requests = requests;
     r.actions = actions;

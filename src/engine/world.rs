@@ -22,6 +22,7 @@ pub struct World {
     allowed_writes: Vec<(String, Option<u32>)>,
     allowed_removes: Vec<String>,
     records: Vec<FileRecord>,
+    pending_syncs: BTreeSet<PathBuf>,
 }
 
 impl World {
@@ -35,7 +36,16 @@ impl World {
             allowed_writes: Vec::new(),
             allowed_removes: Vec::new(),
             records: Vec::new(),
+            pending_syncs: BTreeSet::new(),
         }
+    }
+
+    /// Makes this phase's removals durable (one fsync per directory touched).
+    pub fn flush(&mut self) -> Result<()> {
+        for dir in std::mem::take(&mut self.pending_syncs) {
+            files::sync_directory(&dir)?;
+        }
+        Ok(())
     }
 
     /// The layout (of the real root).
@@ -232,14 +242,19 @@ impl World {
         if !self.exists(inside) {
             return Ok(false);
         }
-        match &self.dry_dir {
+        // Removals are made durable together when the phase ends (`flush`): one directory sync per
+        // directory instead of one per file. A removal lost to a crash is redone by the next run.
+        let host = match &self.dry_dir {
             Some(d) => {
-                files::remove_file(&files::host_path(d, inside))?;
                 self.dry_removed.insert(inside.to_string());
+                files::host_path(d, inside)
             }
-            None => {
-                files::remove_file(&self.layout.host(inside))?;
-            }
+            None => self.layout.host(inside),
+        };
+        if files::remove_file_unsynced(&host)?
+            && let Some(parent) = host.parent()
+        {
+            self.pending_syncs.insert(parent.to_path_buf());
         }
         self.records.push(FileRecord {
             path: inside.to_string(),

@@ -414,7 +414,7 @@ pub async fn obtain_certificate(
     let request_pem = crate::pki::csr::build(&key, &cn, &[NODES_GROUP], dns, ips)?;
     let usages = kind.usages();
     let name = crate::pki::csr::digested_name(&key.spki_der(), &cn, &[NODES_GROUP], &usages);
-    cx.fact("csr_name", &name)?;
+    cx.note("csr_name", &name);
     let spec = crate::cluster::csr::CsrSpec {
         name: name.clone(),
         request_pem,
@@ -483,11 +483,11 @@ pub async fn obtain_certificate(
         }
         PairState::Absent => unreachable!("verified in memory"),
     };
-    cx.fact("cert_serial", &info.serial)?;
-    cx.fact(
+    cx.note("cert_serial", &info.serial);
+    cx.note(
         "cert_not_after",
         &crate::pki::cert::fmt_unix(info.not_after),
-    )?;
+    );
     let path = cx.layout.staged(&format!("{}.crt", kind.stem()));
     cx.world.write(
         &path,

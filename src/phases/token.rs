@@ -28,7 +28,7 @@ pub async fn run(cx: &mut Ctx) -> Result<()> {
     cx.act(format!(
         "Generated bootstrap token {token} with the OS CSPRNG"
     ));
-    cx.fact("token_id", token.id())?;
+    cx.note("token_id", token.id());
     cx.world.write(
         &path,
         format!("{}\n", token.expose_full()).as_bytes(),

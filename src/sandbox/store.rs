@@ -24,8 +24,9 @@ pub struct Event {
     pub resource: String,
     /// Namespace or "".
     pub namespace: String,
-    /// The object after the change (before, for deletions).
-    pub object: Value,
+    /// The object after the change (before, for deletions). Shared: every watch receives every
+    /// event, and a deep copy per watch would make a storm quadratic in memory traffic.
+    pub object: std::sync::Arc<Value>,
 }
 
 /// The store.
@@ -138,7 +139,7 @@ impl Store {
             kind,
             resource: resource.into(),
             namespace: ns.into(),
-            object,
+            object: std::sync::Arc::new(object),
         };
         self.history.push_back(ev.clone());
         if self.history.len() > HISTORY {

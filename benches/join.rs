@@ -1,0 +1,425 @@
+//! bootlet's benchmarks: `cargo bench --bench join` (all), or name some: `cargo bench --bench join
+//! -- node storm`. Figures and the machine they ran on are in docs/performance.md.
+//!
+//! - `whole`: one-shot joins (admin and node side) against an in-process sandbox with instant
+//!   approval, median and p99;
+//! - `node`: node-side joins (bootstrap kubeconfig) against the same, median and p99, with the
+//!   request count per join;
+//! - `storm`: N nodes (distinct names and keys) joining one sandbox concurrently from one process;
+//! - `dryrun`: an offline `--dry-run` of the whole flow;
+//! - `profile`: where a node-side join's time goes;
+//! - `binary`: the release binary's size and one `join`'s peak RSS (runs target/release/bootlet).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bootlet::engine::{Command, execute};
+use bootlet::output::Output;
+use bootlet::sandbox::{Sandbox, SandboxOptions};
+use bootlet::settings::{Options, Settings};
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn report(name: &str, mut times: Vec<Duration>) {
+    times.sort();
+    println!(
+        "{name:<28} n={:<5} median {:>8.2} ms   p99 {:>8.2} ms   min {:>8.2} ms   max {:>8.2} ms",
+        times.len(),
+        percentile(&times, 0.5).as_secs_f64() * 1e3,
+        percentile(&times, 0.99).as_secs_f64() * 1e3,
+        times[0].as_secs_f64() * 1e3,
+        times[times.len() - 1].as_secs_f64() * 1e3
+    );
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap_or("0")
+                    .parse()
+                    .unwrap_or(0)
+            })
+        })
+        .unwrap_or(0)
+}
+
+struct Bench {
+    rt: tokio::runtime::Runtime,
+    sandbox: Sandbox,
+    dir: tempfile::TempDir,
+}
+
+impl Bench {
+    fn new() -> Bench {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let sandbox = rt
+            .block_on(Sandbox::start(SandboxOptions {
+                auto_approve_serving: true,
+                ..Default::default()
+            }))
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        sandbox.write_files(dir.path()).unwrap();
+        Bench { rt, sandbox, dir }
+    }
+
+    fn admin(&self) -> PathBuf {
+        self.dir.path().join("admin.conf")
+    }
+
+    /// A bootstrap kubeconfig for a fresh token the sandbox knows.
+    fn bootstrap(&self) -> PathBuf {
+        let token = bootlet::token::BootstrapToken::generate().unwrap();
+        self.sandbox.put(
+            "secrets",
+            "kube-system",
+            bootlet::sandbox::token_secret(
+                &token,
+                None,
+                &["authentication", "signing"],
+                bootlet::token::DEFAULT_NODE_TOKEN_GROUP,
+            ),
+        );
+        let p = self
+            .dir
+            .path()
+            .join(format!("bootstrap-{}.conf", token.id()));
+        std::fs::write(
+            &p,
+            bootlet::kubeconfig::render_bootstrap(
+                self.sandbox.url(),
+                self.sandbox.ca_pem().as_bytes(),
+                &token,
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        p
+    }
+}
+
+fn settings(o: Options) -> Settings {
+    Settings::resolve(o, None).unwrap()
+}
+
+async fn join(o: Options) -> Duration {
+    let s = settings(o);
+    let t = Instant::now();
+    let outcome = execute(Command::Join, s, Output::quiet()).await;
+    if let Some(e) = outcome.error {
+        panic!("join failed: {e}");
+    }
+    t.elapsed()
+}
+
+fn node_options(root: &Path, node: &str, bootstrap: &Path) -> Options {
+    Options {
+        root: Some(root.to_path_buf()),
+        node_name: Some(node.into()),
+        bootstrap_kubeconfig: Some(bootstrap.to_path_buf()),
+        node_ip: Some(vec!["10.0.0.1".into()]),
+        ..Default::default()
+    }
+}
+
+fn whole(b: &Bench, n: usize) {
+    let roots = tempfile::tempdir().unwrap();
+    let times: Vec<Duration> = (0..n)
+        .map(|i| {
+            let o = Options {
+                root: Some(roots.path().join(format!("w{i}"))),
+                node_name: Some(format!("whole-{i}")),
+                admin_kubeconfig: Some(b.admin()),
+                node_ip: Some(vec!["10.0.0.1".into()]),
+                ..Default::default()
+            };
+            b.rt.block_on(join(o))
+        })
+        .collect();
+    report("whole join (admin+node)", times);
+}
+
+fn node(b: &Bench, n: usize) {
+    let roots = tempfile::tempdir().unwrap();
+    let bootstrap = b.bootstrap();
+    b.sandbox.reset_counters();
+    let times: Vec<Duration> = (0..n)
+        .map(|i| {
+            b.rt.block_on(join(node_options(
+                &roots.path().join(format!("n{i}")),
+                &format!("node-{i}"),
+                &bootstrap,
+            )))
+        })
+        .collect();
+    let requests: u64 = b
+        .sandbox
+        .counters()
+        .iter()
+        .filter(|(u, _)| u.starts_with("system:bootstrap:") || u.starts_with("system:node:"))
+        .flat_map(|(_, v)| v.values())
+        .sum();
+    report("node-side join", times);
+    println!(
+        "{:<28} {:.2} requests per node-side join",
+        "",
+        requests as f64 / n as f64
+    );
+}
+
+fn storm(b: &Bench, n: usize) {
+    let roots = tempfile::tempdir().unwrap();
+    let bootstrap = b.bootstrap();
+    let before = peak_rss_kib();
+    let started = Instant::now();
+    let times: Vec<Duration> = b.rt.block_on(async {
+        let tasks: Vec<_> = (0..n)
+            .map(|i| {
+                let o = node_options(
+                    &roots.path().join(format!("s{i}")),
+                    &format!("storm-{i}"),
+                    &bootstrap,
+                );
+                tokio::spawn(join(o))
+            })
+            .collect();
+        let mut out = Vec::with_capacity(n);
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    });
+    let total = started.elapsed();
+    let mut sorted = times.clone();
+    sorted.sort();
+    println!(
+        "{:<28} n={n:<5} total {:>8.2} s   {:>7.1} joins/s   p99 {:>8.2} ms   peak RSS {} MiB (before {} MiB; sandbox and all joins in one process)",
+        "storm",
+        total.as_secs_f64(),
+        n as f64 / total.as_secs_f64(),
+        percentile(&sorted, 0.99).as_secs_f64() * 1e3,
+        peak_rss_kib() / 1024,
+        before / 1024
+    );
+}
+
+fn dryrun(n: usize) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/kubeadm-golden/ca.pem"
+    ))
+    .unwrap();
+    let disc = dir.path().join("discovery.conf");
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: k\n  cluster:\n    server: https://127.0.0.1:1\n    certificate-authority-data: {}\ncontexts:\n- name: c\n  context:\n    cluster: k\n    user: ''\ncurrent-context: c\n",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, ca)
+    );
+    std::fs::write(&disc, text).unwrap();
+    let times: Vec<Duration> = (0..n)
+        .map(|i| {
+            let o = Options {
+                root: Some(dir.path().join("root")),
+                node_name: Some("dry".into()),
+                discovery_file: Some(disc.clone()),
+                token: Some("abcdef.0123456789abcdef".into()),
+                node_ip: Some(vec!["10.0.0.1".into()]),
+                dry_run: Some(true),
+                dry_run_dir: Some(dir.path().join(format!("d{i}"))),
+                ..Default::default()
+            };
+            rt.block_on(join(o))
+        })
+        .collect();
+    report("offline dry-run (whole flow)", times);
+}
+
+/// Where a node-side join's time goes: the pieces timed on their own, then the join by phase.
+fn profile(b: &Bench, n: usize) {
+    let t = Instant::now();
+    for _ in 0..n {
+        bootlet::pki::keys::PrivateKey::generate().unwrap();
+    }
+    let keygen = t.elapsed() / n as u32;
+    let dir = tempfile::tempdir().unwrap();
+    let t = Instant::now();
+    for i in 0..n {
+        bootlet::files::write_atomic(&dir.path().join(format!("f{}", i % 4)), &[0u8; 1024], 0o600)
+            .unwrap();
+    }
+    let atomic_write = t.elapsed() / n as u32;
+    let admin =
+        bootlet::kubeconfig::parse(b.sandbox.admin_kubeconfig().expose(), dir.path(), "admin")
+            .unwrap();
+    let (handshake, request) = b.rt.block_on(async {
+        let mut first = Duration::ZERO;
+        let mut again = Duration::ZERO;
+        for _ in 0..n {
+            let client = bootlet::cluster::kube_client(&admin).unwrap();
+            let t = Instant::now();
+            client.apiserver_version().await.unwrap();
+            first += t.elapsed();
+            let t = Instant::now();
+            client.apiserver_version().await.unwrap();
+            again += t.elapsed();
+        }
+        (first / n as u32, again / n as u32)
+    });
+    println!(
+        "{:<28} key generation {:.3} ms, atomic write+fsync {:.3} ms, TLS connect+first request {:.3} ms, request on an open connection {:.3} ms",
+        "profile: pieces",
+        keygen.as_secs_f64() * 1e3,
+        atomic_write.as_secs_f64() * 1e3,
+        handshake.as_secs_f64() * 1e3,
+        request.as_secs_f64() * 1e3
+    );
+    let roots = tempfile::tempdir().unwrap();
+    let bootstrap = b.bootstrap();
+    let mut by_phase: std::collections::BTreeMap<String, Vec<Duration>> = Default::default();
+    let syncs_before = bootlet::files::SYNCS.load(std::sync::atomic::Ordering::Relaxed);
+    for i in 0..n {
+        let s = settings(node_options(
+            &roots.path().join(format!("p{i}")),
+            &format!("prof-{i}"),
+            &bootstrap,
+        ));
+        let outcome = b.rt.block_on(execute(Command::Join, s, Output::quiet()));
+        for p in outcome.report.phases {
+            by_phase
+                .entry(p.name)
+                .or_default()
+                .push(Duration::from_secs_f64(p.duration_ms / 1e3));
+        }
+    }
+    let syncs = bootlet::files::SYNCS.load(std::sync::atomic::Ordering::Relaxed) - syncs_before;
+    println!(
+        "{:<28} {:.1} fsyncs (files and directories) per node-side join",
+        "profile: syncs",
+        syncs as f64 / n as f64
+    );
+    for (phase, mut times) in by_phase {
+        times.sort();
+        println!(
+            "{:<28} {phase:<12} median {:.3} ms",
+            "profile: phase",
+            percentile(&times, 0.5).as_secs_f64() * 1e3
+        );
+    }
+}
+
+/// The release binary's size and one `join`'s peak RSS (node side, against the sandbox).
+fn binary(b: &Bench) {
+    let exe = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/target/release/bootlet"
+    ));
+    let Ok(meta) = std::fs::metadata(&exe) else {
+        println!("binary: build it first with `cargo build --release`");
+        return;
+    };
+    println!(
+        "{:<28} {} bytes ({:.2} MiB)",
+        "release binary",
+        meta.len(),
+        meta.len() as f64 / 1048576.0
+    );
+    let roots = tempfile::tempdir().unwrap();
+    let bootstrap = b.bootstrap();
+    let mut rss = Vec::new();
+    for i in 0..5 {
+        let out = std::process::Command::new("/usr/bin/time")
+            .args(["-f", "%M"])
+            .arg(&exe)
+            .args([
+                "join",
+                "--bootstrap-kubeconfig",
+                bootstrap.to_str().unwrap(),
+                "--root",
+                roots.path().join(format!("r{i}")).to_str().unwrap(),
+                "--node-name",
+                &format!("rss-{i}"),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let kib: u64 = String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .last()
+            .unwrap_or("0")
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        rss.push(kib);
+    }
+    rss.sort();
+    println!(
+        "{:<28} median {} KiB ({:.1} MiB), max {} KiB, over 5 node-side joins (/usr/bin/time %M)",
+        "join peak RSS",
+        rss[2],
+        rss[2] as f64 / 1024.0,
+        rss[4]
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let want = |name: &str| args.is_empty() || args.iter().any(|a| a == name);
+    let n: usize = std::env::var("BOOTLET_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let storm_n: usize = std::env::var("BOOTLET_STORM_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    println!(
+        "bootlet benchmarks on {} CPUs",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    if want("dryrun") {
+        dryrun(n);
+    }
+    let b = Bench::new();
+    if want("whole") {
+        whole(&b, n);
+    }
+    if want("node") {
+        node(&b, n);
+    }
+    if want("profile") {
+        profile(&b, 50);
+    }
+    if want("binary") {
+        binary(&b);
+    }
+    if want("storm") {
+        let fresh = Bench::new();
+        storm(&fresh, storm_n);
+    }
+}
