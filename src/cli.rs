@@ -307,3 +307,32 @@ impl JoinArgs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::error::ErrorKind;
+
+    #[test]
+    fn the_help_lists_every_exit_code_as_the_errors_define_it() {
+        for kind in ErrorKind::ALL {
+            let line = format!("  {:<2} {}", kind.exit_code(), kind.meaning());
+            assert!(
+                super::EXIT_CODES.lines().any(|l| l == line),
+                "missing from --help: {line:?}"
+            );
+        }
+        let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/errors.md"))
+            .unwrap();
+        for kind in ErrorKind::ALL {
+            assert!(
+                docs.contains(&format!(
+                    "| {} | {} | {} |",
+                    kind.exit_code(),
+                    kind.label(),
+                    kind.meaning()
+                )),
+                "docs/errors.md lacks {kind:?}"
+            );
+        }
+    }
+}

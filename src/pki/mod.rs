@@ -34,7 +34,8 @@ pub fn parse_certs_pem(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'sta
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| {
             Error::invalid(format!(
-                "{what} is not valid PEM ({e}); expected one or more CERTIFICATE blocks"
+                "{what} is not valid PEM ({}); expected one or more CERTIFICATE blocks",
+                pem_problem(&e)
             ))
         })?;
     if certs.is_empty() {
@@ -70,6 +71,18 @@ pub fn subject_dn(cn: &str, orgs: &[&str]) -> Result<rcgen::DistinguishedName> {
     }
     dn.push(DnType::CommonName, cn);
     Ok(dn)
+}
+
+/// What is wrong with a PEM text, in words (the parser's own message quotes raw bytes).
+fn pem_problem(e: &rustls_pki_types::pem::Error) -> &'static str {
+    use rustls_pki_types::pem::Error as E;
+    match e {
+        E::MissingSectionEnd { .. } => "a BEGIN line has no matching END line: truncated?",
+        E::IllegalSectionStart { .. } => "a malformed BEGIN line",
+        E::Base64Decode(_) => "a block's body is not base64",
+        E::SectionTooLarge => "a block is too large",
+        _ => "unreadable",
+    }
 }
 
 /// SHA-256 of bytes, as lower-case hex.
