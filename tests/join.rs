@@ -5,7 +5,7 @@
 mod common;
 
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use bootlet::sandbox::SandboxOptions;
@@ -355,15 +355,6 @@ fn assert_no_credentials(root: &Path) {
     }
 }
 
-fn bootstrap_kubeconfig_for(sb: &TestSandbox, dir: &Path, token: &str) -> PathBuf {
-    let t = bootlet::token::BootstrapToken::parse(token).unwrap();
-    let text =
-        bootlet::kubeconfig::render_bootstrap(&sb.url(), sb.sb().ca_pem().as_bytes(), &t).unwrap();
-    let p = dir.join("bootstrap.conf");
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
 #[test]
 fn a_wrong_pin_is_refused_before_any_credential_is_sent() {
     let sb = TestSandbox::start();
@@ -474,7 +465,7 @@ fn an_expired_token_is_rejected_with_a_clear_error() {
         &["authentication", "signing"],
     );
     let dir = tempfile::tempdir().unwrap();
-    let bootstrap = bootstrap_kubeconfig_for(&sb, dir.path(), token);
+    let bootstrap = sb.bootstrap_kubeconfig(dir.path(), token);
     let root = dir.path().join("node");
     let run = bootlet(&[
         "join",
@@ -512,7 +503,7 @@ fn a_csr_denied_with_kubectl_ends_the_join_with_the_reason() {
     let token = "denied.0123456789abcdef";
     sb.add_token(token, None, &["authentication", "signing"]);
     let dir = tempfile::tempdir().unwrap();
-    let bootstrap = bootstrap_kubeconfig_for(&sb, dir.path(), token);
+    let bootstrap = sb.bootstrap_kubeconfig(dir.path(), token);
     let root = dir.path().join("node");
     let conf = sb.admin_conf();
     let cache = sb.dir.path().to_path_buf();
@@ -559,7 +550,7 @@ fn an_approval_timeout_names_the_csr_and_the_command_to_approve_it() {
     let token = "tmeout.0123456789abcdef";
     sb.add_token(token, None, &["authentication", "signing"]);
     let dir = tempfile::tempdir().unwrap();
-    let bootstrap = bootstrap_kubeconfig_for(&sb, dir.path(), token);
+    let bootstrap = sb.bootstrap_kubeconfig(dir.path(), token);
     let root = dir.path().join("node");
     let run = bootlet(&[
         "join",
@@ -649,7 +640,7 @@ fn killed_while_waiting_for_approval_the_next_join_reattaches_to_the_same_csr() 
     let token = "resume.0123456789abcdef";
     sb.add_token(token, None, &["authentication", "signing"]);
     let dir = tempfile::tempdir().unwrap();
-    let bootstrap = bootstrap_kubeconfig_for(&sb, dir.path(), token);
+    let bootstrap = sb.bootstrap_kubeconfig(dir.path(), token);
     let root = dir.path().join("node");
     let args = [
         "join",
@@ -1005,4 +996,53 @@ fn keep_bootstrap_kubeconfig_keeps_it_and_preflight_guards_foreign_files() {
         "{}",
         again.stdout
     );
+}
+
+#[test]
+fn a_csr_deleted_while_waiting_ends_the_join_with_the_reason() {
+    let sb = TestSandbox::start();
+    let token = "delcsr.0123456789abcdef";
+    sb.add_token(token, None, &["authentication", "signing"]);
+    let dir = tempfile::tempdir().unwrap();
+    let bootstrap = sb.bootstrap_kubeconfig(dir.path(), token);
+    let root = dir.path().join("node");
+    let conf = sb.admin_conf();
+    let cache = sb.dir.path().to_path_buf();
+    let deleter = std::thread::spawn(move || {
+        for _ in 0..200 {
+            let out = kubectl_with(
+                &conf,
+                &cache,
+                &[
+                    "get",
+                    "csr",
+                    "-o",
+                    "jsonpath={range .items[*]}{.metadata.name} {.spec.signerName}{\"\\n\"}{end}",
+                ],
+            );
+            if let Some(line) = out.stdout.lines().find(|l| l.ends_with("kubelet-serving")) {
+                return kubectl_with(
+                    &conf,
+                    &cache,
+                    &["delete", "csr", line.split_whitespace().next().unwrap()],
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("no serving CSR appeared");
+    });
+    let run = bootlet(&[
+        "join",
+        "--bootstrap-kubeconfig",
+        s(&bootstrap),
+        "--root",
+        s(&root),
+        "--node-name",
+        "d",
+        "--approval-timeout",
+        "30s",
+    ]);
+    assert_eq!(deleter.join().unwrap().code, 0);
+    run.fails_with(6, "was deleted while bootlet waited for it");
+    assert_no_credentials(&root);
 }

@@ -239,13 +239,7 @@ fn fifty_joins_through_a_flaky_api_all_finish() {
     let token = "flakyt.0123456789abcdef";
     sb.add_token(token, None, &["authentication", "signing"]);
     let dir = tempfile::tempdir().unwrap();
-    let t = bootlet::token::BootstrapToken::parse(token).unwrap();
-    let bootstrap = dir.path().join("bootstrap.conf");
-    std::fs::write(
-        &bootstrap,
-        bootlet::kubeconfig::render_bootstrap(&sb.url(), sb.sb().ca_pem().as_bytes(), &t).unwrap(),
-    )
-    .unwrap();
+    let bootstrap = sb.bootstrap_kubeconfig(dir.path(), token);
     let bound = Duration::from_secs(60);
     let started = Instant::now();
     let results: Vec<(usize, i32, Duration, String)> = std::thread::scope(|scope| {
@@ -328,13 +322,7 @@ fn unauthorized_and_forbidden_are_not_retried() {
     // 401: an unknown token. One create, then a one-line error, fast.
     let sb = TestSandbox::start();
     let dir = tempfile::tempdir().unwrap();
-    let t = bootlet::token::BootstrapToken::parse("unknwn.0123456789abcdef").unwrap();
-    let bootstrap = dir.path().join("bootstrap.conf");
-    std::fs::write(
-        &bootstrap,
-        bootlet::kubeconfig::render_bootstrap(&sb.url(), sb.sb().ca_pem().as_bytes(), &t).unwrap(),
-    )
-    .unwrap();
+    let bootstrap = sb.bootstrap_kubeconfig(dir.path(), "unknwn.0123456789abcdef");
     let started = Instant::now();
     let run = bootlet(&[
         "join",
@@ -358,13 +346,7 @@ fn unauthorized_and_forbidden_are_not_retried() {
         ..Default::default()
     });
     bare.add_token("bareok.0123456789abcdef", None, &["authentication"]);
-    let t = bootlet::token::BootstrapToken::parse("bareok.0123456789abcdef").unwrap();
-    std::fs::write(
-        &bootstrap,
-        bootlet::kubeconfig::render_bootstrap(&bare.url(), bare.sb().ca_pem().as_bytes(), &t)
-            .unwrap(),
-    )
-    .unwrap();
+    let bootstrap = bare.bootstrap_kubeconfig(dir.path(), "bareok.0123456789abcdef");
     let started = Instant::now();
     let run = bootlet(&[
         "join",

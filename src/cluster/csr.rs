@@ -210,47 +210,35 @@ fn outcome(csr: &CertificateSigningRequest, name: &str) -> Result<Option<Issued>
         if c.status != "True" {
             continue;
         }
-        let reason = c.reason.unwrap_or_default();
-        let message = c.message.unwrap_or_default();
-        match c.type_.as_str() {
-            "Denied" => {
-                return Err(Error::new(
-                    ErrorKind::Rejected,
-                    format!(
-                        "CSR {name} was denied{}{}; no credential was written. Find out why the approver refused it, then delete the CSR (kubectl delete csr {name}) and rerun",
-                        if reason.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" ({reason})")
-                        },
-                        if message.is_empty() {
-                            String::new()
-                        } else {
-                            format!(": {message}")
-                        }
-                    ),
-                ));
-            }
-            "Failed" => {
-                return Err(Error::new(
-                    ErrorKind::Rejected,
-                    format!(
-                        "CSR {name} failed at the signer{}{}; no credential was written",
-                        if reason.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" ({reason})")
-                        },
-                        if message.is_empty() {
-                            String::new()
-                        } else {
-                            format!(": {message}")
-                        }
-                    ),
-                ));
-            }
-            _ => {}
-        }
+        let reason = c
+            .reason
+            .as_deref()
+            .filter(|r| !r.is_empty())
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        let message = c
+            .message
+            .as_deref()
+            .filter(|m| !m.is_empty())
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default();
+        let (what, fix) = match c.type_.as_str() {
+            "Denied" => (
+                "was denied",
+                format!(
+                    "Find out why the approver refused it, then delete the CSR (kubectl delete csr {name}) and rerun"
+                ),
+            ),
+            "Failed" => (
+                "failed at the signer",
+                "Rerun to request a new certificate".to_string(),
+            ),
+            _ => continue,
+        };
+        return Err(Error::new(
+            ErrorKind::Rejected,
+            format!("CSR {name} {what}{reason}{message}; no credential was written. {fix}"),
+        ));
     }
     match status.certificate {
         Some(cert) if !cert.0.is_empty() => Ok(Some(Issued {

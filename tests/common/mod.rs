@@ -285,6 +285,17 @@ impl TestSandbox {
         kubectl_with(&self.admin_conf(), self.dir.path(), args)
     }
 
+    /// Writes a bootstrap kubeconfig for `token` and this sandbox into `dir`.
+    pub fn bootstrap_kubeconfig(&self, dir: &Path, token: &str) -> PathBuf {
+        let t = bootlet::token::BootstrapToken::parse(token).unwrap();
+        let text =
+            bootlet::kubeconfig::render_bootstrap(&self.url(), self.sb().ca_pem().as_bytes(), &t)
+                .unwrap();
+        let p = dir.join("bootstrap.conf");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
     /// Puts a bootstrap-token Secret straight into the store.
     pub fn add_token(&self, token: &str, expiration: Option<&str>, usages: &[&str]) {
         let t = bootlet::token::BootstrapToken::parse(token).unwrap();
