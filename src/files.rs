@@ -48,8 +48,26 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes `contents` to `path` atomically with exactly `mode`.
+/// Writes `contents` to `path` atomically with exactly `mode`, durable when it returns.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    write_atomic_dir_unsynced(path, contents, mode)?;
+    sync_dir(parent_of(path)?)
+}
+
+/// Runs blocking file work (fsync) so that an async runtime keeps serving its other tasks: on a
+/// multi-threaded tokio runtime the worker hands them off first; elsewhere it simply runs.
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+/// Like [`write_atomic`], but the rename is made durable later by the caller's [`sync_directory`]
+/// of the parent (one sync for several files). Readers still see the old file or the new one.
+pub fn write_atomic_dir_unsynced(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     let dir = parent_of(path)?;
     ensure_private_dir(dir)?;
     let file_name = path
@@ -72,12 +90,12 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     SYNCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     tmp.persist(path)
         .map_err(|e| Error::io("rename into place", path, e.error))?;
-    sync_dir(dir)
+    Ok(())
 }
 
 /// Points the symlink `link` at `target` atomically (a temporary link renamed over the old one),
 /// unlike the kubelet's remove-then-rename (certificate_store.go `updateSymlink`), which leaves a
-/// window with no `-current.pem` at all.
+/// window with no `-current.pem` at all. The caller syncs the directory.
 pub fn symlink_atomic(link: &Path, target: &Path) -> Result<()> {
     let dir = parent_of(link)?;
     ensure_private_dir(dir)?;
@@ -97,7 +115,7 @@ pub fn symlink_atomic(link: &Path, target: &Path) -> Result<()> {
     let _ = fs::remove_file(&tmp);
     std::os::unix::fs::symlink(target, &tmp).map_err(|e| Error::io("create symlink", &tmp, e))?;
     fs::rename(&tmp, link).map_err(|e| Error::io("rename symlink into place", link, e))?;
-    sync_dir(dir)
+    Ok(())
 }
 
 /// Removes `path` if it exists without syncing its directory (the caller syncs once for a batch,

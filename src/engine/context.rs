@@ -143,15 +143,21 @@ impl Ctx {
         self.actions.push(format!("WARNING: {msg}"));
     }
 
-    /// Writes the journal (atomically).
+    /// Writes the journal atomically and durably.
     pub fn save_journal(&mut self) -> Result<()> {
-        let text = self.journal.render()?;
-        let path = self.layout.path("journal").to_string();
-        self.world_state_write(&path, text.as_bytes(), crate::files::SECRET_FILE_MODE)
+        self.write_journal(true)
     }
 
-    fn world_state_write(&mut self, inside: &str, bytes: &[u8], mode: u32) -> Result<()> {
-        crate::files::write_atomic(&self.world.write_host_path(inside), bytes, mode)
+    /// Writes the journal atomically; durable now, or with the phase's other files at its end.
+    pub(crate) fn write_journal(&mut self, durable_now: bool) -> Result<()> {
+        let text = self.journal.render()?;
+        let path = self.layout.path("journal").to_string();
+        self.world.write_state(
+            &path,
+            text.as_bytes(),
+            crate::files::SECRET_FILE_MODE,
+            durable_now,
+        )
     }
 
     /// Records a public fact for the current phase and saves the journal now: for facts that must

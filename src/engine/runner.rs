@@ -279,13 +279,7 @@ async fn run_phase(
     cx.journal.start(name);
     let started = Instant::now();
     tracing::debug!("phase {name} runs: {reason}");
-    let result = match (imp.run)(cx).await {
-        Ok(()) => cx.world.flush(),
-        Err(e) => {
-            let _ = cx.world.flush();
-            Err(e)
-        }
-    };
+    let result = (imp.run)(cx).await;
     let files = cx.world.leave_phase();
     let requests = cx.gate.leave();
     let actions = cx.take_actions();
@@ -309,14 +303,17 @@ async fn run_phase(
             cx.journal.finish(name, Some(e.message()));
         }
     }
-    // A failure to record the outcome must not mask the phase's own error.
+    // The outcome goes into the journal, then one flush makes the phase's files, removals and
+    // journal durable together. A failure to record must not mask the phase's own error.
     let saved = if changed_world || cx.world.exists(cx.layout.path("journal")) {
-        cx.save_journal()
+        cx.write_journal(false)
     } else {
         Ok(())
     };
+    let flushed = cx.world.flush();
     result?;
-    saved
+    saved?;
+    flushed
 }
 
 fn read_journal(world: &World, layout: &Layout, settings: &Settings) -> Result<Journal> {

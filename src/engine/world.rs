@@ -40,12 +40,36 @@ impl World {
         }
     }
 
-    /// Makes this phase's removals durable (one fsync per directory touched).
+    /// Makes this phase's writes, links and removals durable: one fsync per directory touched.
+    /// Called when a phase ends, and by a phase that must order two batches (install, then remove
+    /// the staged copies).
     pub fn flush(&mut self) -> Result<()> {
-        for dir in std::mem::take(&mut self.pending_syncs) {
-            files::sync_directory(&dir)?;
+        let dirs = std::mem::take(&mut self.pending_syncs);
+        files::blocking(|| dirs.iter().try_for_each(|d| files::sync_directory(d)))
+    }
+
+    /// Writes like [`World::write`] and makes it durable before returning, for a file that must be
+    /// on disk before the phase acts on it (a key, before its CSR is sent).
+    pub fn write_durable(&mut self, inside: &str, contents: &[u8], mode: u32) -> Result<()> {
+        self.write(inside, contents, mode)?;
+        self.flush()
+    }
+
+    /// Writes bootlet's own state (the journal), outside any phase's declarations; durable now, or
+    /// with the next [`World::flush`].
+    pub fn write_state(
+        &mut self,
+        inside: &str,
+        contents: &[u8],
+        mode: u32,
+        durable_now: bool,
+    ) -> Result<()> {
+        let host = self.write_host_path(inside);
+        files::blocking(|| files::write_atomic_dir_unsynced(&host, contents, mode))?;
+        if let Some(parent) = host.parent() {
+            self.pending_syncs.insert(parent.to_path_buf());
         }
-        Ok(())
+        if durable_now { self.flush() } else { Ok(()) }
     }
 
     /// The layout (of the real root).
@@ -178,7 +202,11 @@ impl World {
     /// Writes `contents` to `inside` atomically with `mode`, if the phase declared it.
     pub fn write(&mut self, inside: &str, contents: &[u8], mode: u32) -> Result<()> {
         self.check_write(inside, Some(mode))?;
-        files::write_atomic(&self.write_host_path(inside), contents, mode)?;
+        let host = self.write_host_path(inside);
+        files::blocking(|| files::write_atomic_dir_unsynced(&host, contents, mode))?;
+        if let Some(parent) = host.parent() {
+            self.pending_syncs.insert(parent.to_path_buf());
+        }
         self.dry_removed.remove(inside);
         self.records.push(FileRecord {
             path: inside.to_string(),
@@ -213,7 +241,11 @@ impl World {
         {
             return Ok(false);
         }
-        files::symlink_atomic(&self.write_host_path(inside), Path::new(target))?;
+        let host = self.write_host_path(inside);
+        files::blocking(|| files::symlink_atomic(&host, Path::new(target)))?;
+        if let Some(parent) = host.parent() {
+            self.pending_syncs.insert(parent.to_path_buf());
+        }
         self.dry_removed.remove(inside);
         let content = self.read(&sibling(inside, target))?.unwrap_or_default();
         self.records.push(FileRecord {
@@ -251,7 +283,7 @@ impl World {
             }
             None => self.layout.host(inside),
         };
-        if files::remove_file_unsynced(&host)?
+        if files::blocking(|| files::remove_file_unsynced(&host))?
             && let Some(parent) = host.parent()
         {
             self.pending_syncs.insert(parent.to_path_buf());

@@ -352,7 +352,8 @@ pub fn ensure_staged_key(cx: &mut Ctx, name: &str) -> Result<PrivateKey> {
     // Journal first: a kill between the two steps leaves no key file, which simply means a new
     // key next time; the other order could leave a key the journal contradicts.
     cx.fact("key_fingerprint", &key.fingerprint())?;
-    cx.world.write(
+    // Durable before the CSR is sent: a crash after sending must find this key again.
+    cx.world.write_durable(
         &path,
         key.pem().expose().as_bytes(),
         crate::files::SECRET_FILE_MODE,

@@ -29,7 +29,8 @@ pub async fn run(cx: &mut Ctx) -> Result<()> {
         "Generated bootstrap token {token} with the OS CSPRNG"
     ));
     cx.note("token_id", token.id());
-    cx.world.write(
+    // Durable at once: the Secret about to be created must never outlive the only copy here.
+    cx.world.write_durable(
         &path,
         format!("{}\n", token.expose_full()).as_bytes(),
         crate::files::SECRET_FILE_MODE,

@@ -124,6 +124,8 @@ pub async fn run(cx: &mut Ctx) -> Result<()> {
         LayoutKind::Kubelet => install_kubelet(cx, &rec, &client, &serving)?,
         LayoutKind::Krustlet => install_krustlet(cx, &rec, &client, &serving)?,
     }
+    // The installed copies are durable before the staged ones (and the bootstrap credential) go.
+    cx.world.flush()?;
     if cx.settings.keep_bootstrap_kubeconfig {
         cx.act("Kept the bootstrap kubeconfig and token file (--keep-bootstrap-kubeconfig)");
     } else {
