@@ -18,6 +18,15 @@ use bootlet::output::Output;
 use bootlet::sandbox::{Sandbox, SandboxOptions};
 use bootlet::settings::{Options, Settings};
 
+/// A directory for node roots: under `BOOTLET_BENCH_DIR` when set (e.g. /dev/shm, to take the
+/// disk's fsync latency out of the figures), else the system temp dir.
+fn scratch() -> tempfile::TempDir {
+    match std::env::var_os("BOOTLET_BENCH_DIR") {
+        Some(d) => tempfile::tempdir_in(d).unwrap(),
+        None => tempfile::tempdir().unwrap(),
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i]
@@ -70,7 +79,7 @@ impl Bench {
                 ..Default::default()
             }))
             .unwrap();
-        let dir = tempfile::tempdir().unwrap();
+        let dir = scratch();
         sandbox.write_files(dir.path()).unwrap();
         Bench { rt, sandbox, dir }
     }
@@ -135,7 +144,7 @@ fn node_options(root: &Path, node: &str, bootstrap: &Path) -> Options {
 }
 
 fn whole(b: &Bench, n: usize) {
-    let roots = tempfile::tempdir().unwrap();
+    let roots = scratch();
     let times: Vec<Duration> = (0..n)
         .map(|i| {
             let o = Options {
@@ -152,7 +161,7 @@ fn whole(b: &Bench, n: usize) {
 }
 
 fn node(b: &Bench, n: usize) {
-    let roots = tempfile::tempdir().unwrap();
+    let roots = scratch();
     let bootstrap = b.bootstrap();
     b.sandbox.reset_counters();
     let times: Vec<Duration> = (0..n)
@@ -180,7 +189,7 @@ fn node(b: &Bench, n: usize) {
 }
 
 fn storm(b: &Bench, n: usize) {
-    let roots = tempfile::tempdir().unwrap();
+    let roots = scratch();
     let bootstrap = b.bootstrap();
     let before = peak_rss_kib();
     let started = Instant::now();
@@ -221,7 +230,7 @@ fn dryrun(n: usize) {
         .enable_all()
         .build()
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let ca = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/fixtures/kubeadm-golden/ca.pem"
@@ -258,7 +267,7 @@ fn profile(b: &Bench, n: usize) {
         bootlet::pki::keys::PrivateKey::generate().unwrap();
     }
     let keygen = t.elapsed() / n as u32;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let t = Instant::now();
     for i in 0..n {
         bootlet::files::write_atomic(&dir.path().join(format!("f{}", i % 4)), &[0u8; 1024], 0o600)
@@ -290,7 +299,7 @@ fn profile(b: &Bench, n: usize) {
         handshake.as_secs_f64() * 1e3,
         request.as_secs_f64() * 1e3
     );
-    let roots = tempfile::tempdir().unwrap();
+    let roots = scratch();
     let bootstrap = b.bootstrap();
     let mut by_phase: std::collections::BTreeMap<String, Vec<Duration>> = Default::default();
     let syncs_before = bootlet::files::SYNCS.load(std::sync::atomic::Ordering::Relaxed);
@@ -340,7 +349,7 @@ fn binary(b: &Bench) {
         meta.len(),
         meta.len() as f64 / 1048576.0
     );
-    let roots = tempfile::tempdir().unwrap();
+    let roots = scratch();
     let bootstrap = b.bootstrap();
     let mut rss = Vec::new();
     for i in 0..5 {
