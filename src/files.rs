@@ -133,18 +133,6 @@ pub fn sync_directory(dir: &Path) -> Result<()> {
     sync_dir(dir)
 }
 
-/// Removes `path` if it exists; returns whether it did.
-pub fn remove_file(path: &Path) -> Result<bool> {
-    match fs::remove_file(path) {
-        Ok(()) => {
-            sync_dir(parent_of(path)?)?;
-            Ok(true)
-        }
-        Err(e) if e.kind() == IoKind::NotFound => Ok(false),
-        Err(e) => Err(Error::io("remove", path, e)),
-    }
-}
-
 /// Reads `path`, or `None` if it does not exist.
 pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
     match fs::read(path) {
