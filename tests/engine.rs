@@ -773,3 +773,53 @@ fn the_leak_scan_catches_tokens_and_keys() {
     };
     leak_scan(&clean, &[], &[]);
 }
+
+#[test]
+fn single_dry_run_phases_chain_through_one_dry_run_dir() {
+    let r = root();
+    let f = offline_discovery_file(r.path());
+    let node = r.path().join("node");
+    let dry = r.path().join("dry");
+    bootlet(&[
+        "phase",
+        "token",
+        "--root",
+        s(&node),
+        "--dry-run-dir",
+        s(&dry),
+    ])
+    .ok();
+    bootlet(&[
+        "phase",
+        "discovery",
+        "--root",
+        s(&node),
+        "--dry-run-dir",
+        s(&dry),
+        "--discovery-file",
+        s(&f),
+    ])
+    .ok();
+    let kc = bootlet(&[
+        "phase",
+        "kubeconfig",
+        "--root",
+        s(&node),
+        "--dry-run-dir",
+        s(&dry),
+    ]);
+    kc.ok();
+    // The third phase found what the first two wrote into the dry-run dir, and nothing else.
+    let token = std::fs::read_to_string(dry.join("var/lib/bootlet/bootstrap-token")).unwrap();
+    let access = bootlet::kubeconfig::load(
+        &dry.join("etc/kubernetes/bootstrap-kubelet.conf"),
+        "bootstrap",
+    )
+    .unwrap();
+    assert_eq!(
+        access.bootstrap_token().unwrap().unwrap().expose_full(),
+        token.trim()
+    );
+    assert_eq!(access.server, "https://127.0.0.1:1");
+    assert!(!node.exists(), "the real root was never touched");
+}
