@@ -14,7 +14,11 @@ use crate::settings::{Options, OutputFormat, Settings};
 /// Runs bootlet with `args` and returns the exit code.
 pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut command = Cli::command();
+    let mut command = Cli::command().after_long_help(format!(
+        "{}\n\n{}",
+        crate::cli::TOP_EXAMPLES,
+        crate::cli::EXIT_CODES
+    ));
     if let Ok(g) = PhaseGraph::embedded() {
         let phases = format!("Phases, in run order:\n{}", g.render_text());
         command = command.mut_subcommand("phase", |c| c.before_long_help(phases));

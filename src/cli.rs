@@ -8,7 +8,16 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::files::LayoutKind;
 use crate::settings::{Options, OutputFormat};
 
-const EXIT_CODES: &str = "\
+/// The top-level examples (short help); the long help adds the exit codes.
+pub const TOP_EXAMPLES: &str = "Examples:
+  bootlet demo                                   # try the whole flow on a built-in local control plane
+  bootlet join 10.0.0.1:6443 --token-file /run/token --discovery-token-ca-cert-hash sha256:<hex>
+  bootlet join --dry-run -o json --discovery-file cluster.conf --token-file /run/token
+  bootlet plan --bootstrap-kubeconfig bootstrap.conf
+See `bootlet help <command>` for more, and --help (long) for exit codes.";
+
+/// The exit-code table of the long help.
+pub const EXIT_CODES: &str = "\
 Exit codes:
   0  success
   1  unexpected failure (a bug); rerun with -v and report it
@@ -26,12 +35,7 @@ Exit codes:
 /// bootlet joins this machine to a Kubernetes cluster as a graph of small, idempotent, auditable
 /// phases.
 #[derive(Debug, Parser)]
-#[command(name = "bootlet", version, about, after_long_help = EXIT_CODES, after_help = "Examples:
-  bootlet demo                                   # try the whole flow on a built-in local control plane
-  bootlet join 10.0.0.1:6443 --token-file /run/token --discovery-token-ca-cert-hash sha256:<hex>
-  bootlet join --dry-run -o json --discovery-file cluster.conf --token-file /run/token
-  bootlet plan --bootstrap-kubeconfig bootstrap.conf
-See `bootlet help <command>` for more, and --help (long) for exit codes.")]
+#[command(name = "bootlet", version, about, after_help = TOP_EXAMPLES)]
 pub struct Cli {
     /// More logging on stderr (-v debug, -vv trace). Secrets are never logged.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]

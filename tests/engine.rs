@@ -77,6 +77,11 @@ fn every_command_has_help_with_an_example() {
     }
     let top = bootlet(&["--help"]);
     assert!(
+        top.stdout.contains("Examples:") && top.stdout.contains("bootlet demo"),
+        "{}",
+        top.stdout
+    );
+    assert!(
         top.stdout.contains("Exit codes:")
             && top.stdout.contains("10 a phase run alone lacks an input")
     );
