@@ -8,6 +8,8 @@
 //! - [`files`]: the atomic writer and the two layouts;
 //! - [`cli`] and [`app`]: the command line.
 
+#![warn(missing_docs)]
+
 pub mod app;
 pub mod cli;
 pub mod cluster;
