@@ -220,8 +220,8 @@ fn sigkill_at_random_instants_then_rerun_always_ends_with_a_consistent_node() {
         assert_joined(&sb, &root, &node);
     }
     assert!(
-        killed_mid_run * 2 >= kills,
-        "most kills should land mid-run ({killed_mid_run} of {kills})"
+        killed_mid_run * 3 >= kills,
+        "a good share of kills must land mid-run ({killed_mid_run} of {kills})"
     );
     eprintln!("{kills} kills, {killed_mid_run} mid-run, span {span} µs");
 }
