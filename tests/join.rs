@@ -764,6 +764,15 @@ fn the_secret_phase_is_idempotent_and_refuses_a_conflicting_token() {
             .stdout
             .contains("Created Secret kube-system/bootstrap-token-idemtk")
     );
+    assert!(
+        first.stdout.contains(&format!(
+            "Join a node with: bootlet join {} --discovery-token-ca-cert-hash {} --token-file FILE",
+            sb.endpoint(),
+            sb.pin()
+        )),
+        "{}",
+        first.stdout
+    );
     let secret = sb
         .sb()
         .get("secrets", "kube-system", "bootstrap-token-idemtk")

@@ -126,6 +126,29 @@ pub async fn run(cx: &mut Ctx) -> Result<()> {
         ensure_binding(cx, &admin, name, role, &groups).await?;
     }
     ensure_cluster_info(cx, &admin).await?;
+    print_join_command(cx, &token)?;
+    Ok(())
+}
+
+/// The command a node joins with: endpoint, the CA pin, and the token by reference (it is never
+/// printed; hand it over in a file or `BOOTLET_TOKEN`).
+fn print_join_command(cx: &mut Ctx, token: &BootstrapToken) -> Result<()> {
+    let path = cx
+        .settings
+        .admin_kubeconfig
+        .clone()
+        .expect("admin kubeconfig given");
+    let access = crate::kubeconfig::load(&path, "the admin kubeconfig")?;
+    let Some(ca) = access.ca_pem.as_deref() else {
+        return Ok(());
+    };
+    let pin = crate::pki::pin::Pin::of_cert(
+        &crate::pki::parse_certs_pem(ca, "the admin kubeconfig CA")?[0],
+    )?;
+    let endpoint = access.server.trim_start_matches("https://");
+    cx.act(format!(
+        "Join a node with: bootlet join {endpoint} --discovery-token-ca-cert-hash {pin} --token-file FILE (FILE holding token {token})"
+    ));
     Ok(())
 }
 
