@@ -497,6 +497,32 @@ fn an_expired_token_is_rejected_with_a_clear_error() {
     run.fails_with(7, "invalid for this cluster or it has expired");
 }
 
+/// In the background, waits for the first kubelet-serving CSR and runs `kubectl <action> <name>` on
+/// it as the admin, as an operator at another terminal would.
+fn kubectl_on_first_serving_csr(sb: &TestSandbox, action: &[&str]) -> std::thread::JoinHandle<Run> {
+    let conf = sb.admin_conf();
+    let cache = sb.dir.path().to_path_buf();
+    let action: Vec<String> = action.iter().map(|a| a.to_string()).collect();
+    std::thread::spawn(move || {
+        let list = [
+            "get",
+            "csr",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name} {.spec.signerName}{\"\\n\"}{end}",
+        ];
+        for _ in 0..200 {
+            let out = kubectl_with(&conf, &cache, &list);
+            if let Some(line) = out.stdout.lines().find(|l| l.ends_with("kubelet-serving")) {
+                let mut args: Vec<&str> = action.iter().map(String::as_str).collect();
+                args.push(line.split_whitespace().next().unwrap());
+                return kubectl_with(&conf, &cache, &args);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("no serving CSR appeared");
+    })
+}
+
 #[test]
 fn a_csr_denied_with_kubectl_ends_the_join_with_the_reason() {
     let sb = TestSandbox::start();
@@ -505,28 +531,7 @@ fn a_csr_denied_with_kubectl_ends_the_join_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let bootstrap = sb.bootstrap_kubeconfig(dir.path(), token);
     let root = dir.path().join("node");
-    let conf = sb.admin_conf();
-    let cache = sb.dir.path().to_path_buf();
-    let denier = std::thread::spawn(move || {
-        for _ in 0..200 {
-            let out = kubectl_with(
-                &conf,
-                &cache,
-                &[
-                    "get",
-                    "csr",
-                    "-o",
-                    "jsonpath={range .items[*]}{.metadata.name} {.spec.signerName}{\"\\n\"}{end}",
-                ],
-            );
-            if let Some(line) = out.stdout.lines().find(|l| l.ends_with("kubelet-serving")) {
-                let name = line.split_whitespace().next().unwrap();
-                return kubectl_with(&conf, &cache, &["certificate", "deny", name]);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("no serving CSR appeared");
-    });
+    let denier = kubectl_on_first_serving_csr(&sb, &["certificate", "deny"]);
     let run = bootlet(&[
         "join",
         "--bootstrap-kubeconfig",
@@ -1015,31 +1020,7 @@ fn a_csr_deleted_while_waiting_ends_the_join_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let bootstrap = sb.bootstrap_kubeconfig(dir.path(), token);
     let root = dir.path().join("node");
-    let conf = sb.admin_conf();
-    let cache = sb.dir.path().to_path_buf();
-    let deleter = std::thread::spawn(move || {
-        for _ in 0..200 {
-            let out = kubectl_with(
-                &conf,
-                &cache,
-                &[
-                    "get",
-                    "csr",
-                    "-o",
-                    "jsonpath={range .items[*]}{.metadata.name} {.spec.signerName}{\"\\n\"}{end}",
-                ],
-            );
-            if let Some(line) = out.stdout.lines().find(|l| l.ends_with("kubelet-serving")) {
-                return kubectl_with(
-                    &conf,
-                    &cache,
-                    &["delete", "csr", line.split_whitespace().next().unwrap()],
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("no serving CSR appeared");
-    });
+    let deleter = kubectl_on_first_serving_csr(&sb, &["delete", "csr"]);
     let run = bootlet(&[
         "join",
         "--bootstrap-kubeconfig",
