@@ -526,11 +526,7 @@ fn kubectl_on_first_serving_csr(sb: &TestSandbox, action: &[&str]) -> std::threa
 #[test]
 fn a_csr_denied_with_kubectl_ends_the_join_with_the_reason() {
     let sb = TestSandbox::start();
-    let token = "denied.0123456789abcdef";
-    sb.add_token(token, None, &["authentication", "signing"]);
-    let dir = tempfile::tempdir().unwrap();
-    let bootstrap = sb.bootstrap_kubeconfig(dir.path(), token);
-    let root = dir.path().join("node");
+    let (_dir, bootstrap, root) = sb.token_node("denied.0123456789abcdef");
     let denier = kubectl_on_first_serving_csr(&sb, &["certificate", "deny"]);
     let run = bootlet(&[
         "join",
@@ -552,11 +548,7 @@ fn a_csr_denied_with_kubectl_ends_the_join_with_the_reason() {
 #[test]
 fn an_approval_timeout_names_the_csr_and_the_command_to_approve_it() {
     let sb = TestSandbox::start();
-    let token = "tmeout.0123456789abcdef";
-    sb.add_token(token, None, &["authentication", "signing"]);
-    let dir = tempfile::tempdir().unwrap();
-    let bootstrap = sb.bootstrap_kubeconfig(dir.path(), token);
-    let root = dir.path().join("node");
+    let (_dir, bootstrap, root) = sb.token_node("tmeout.0123456789abcdef");
     let run = bootlet(&[
         "join",
         "--bootstrap-kubeconfig",
@@ -642,11 +634,7 @@ fn killed_while_waiting_for_approval_the_next_join_reattaches_to_the_same_csr() 
         "",
         "kubeadm:node-autoapprove-bootstrap",
     );
-    let token = "resume.0123456789abcdef";
-    sb.add_token(token, None, &["authentication", "signing"]);
-    let dir = tempfile::tempdir().unwrap();
-    let bootstrap = sb.bootstrap_kubeconfig(dir.path(), token);
-    let root = dir.path().join("node");
+    let (_dir, bootstrap, root) = sb.token_node("resume.0123456789abcdef");
     let args = [
         "join",
         "--bootstrap-kubeconfig",
@@ -1015,11 +1003,7 @@ fn keep_bootstrap_kubeconfig_keeps_it_and_preflight_guards_foreign_files() {
 #[test]
 fn a_csr_deleted_while_waiting_ends_the_join_with_the_reason() {
     let sb = TestSandbox::start();
-    let token = "delcsr.0123456789abcdef";
-    sb.add_token(token, None, &["authentication", "signing"]);
-    let dir = tempfile::tempdir().unwrap();
-    let bootstrap = sb.bootstrap_kubeconfig(dir.path(), token);
-    let root = dir.path().join("node");
+    let (_dir, bootstrap, root) = sb.token_node("delcsr.0123456789abcdef");
     let deleter = kubectl_on_first_serving_csr(&sb, &["delete", "csr"]);
     let run = bootlet(&[
         "join",

@@ -285,6 +285,16 @@ impl TestSandbox {
         kubectl_with(&self.admin_conf(), self.dir.path(), args)
     }
 
+    /// A node about to join with `token` (registered with both usages): its temp dir, a bootstrap
+    /// kubeconfig in it, and a fresh root under it.
+    pub fn token_node(&self, token: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+        self.add_token(token, None, &["authentication", "signing"]);
+        let dir = tempfile::tempdir().unwrap();
+        let bootstrap = self.bootstrap_kubeconfig(dir.path(), token);
+        let root = dir.path().join("node");
+        (dir, bootstrap, root)
+    }
+
     /// Writes a bootstrap kubeconfig for `token` and this sandbox into `dir`.
     pub fn bootstrap_kubeconfig(&self, dir: &Path, token: &str) -> PathBuf {
         let t = bootlet::token::BootstrapToken::parse(token).unwrap();
