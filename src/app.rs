@@ -13,6 +13,7 @@ use crate::settings::{Options, OutputFormat, Settings};
 
 /// Runs bootlet with `args` and returns the exit code.
 pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
+    forbid_core_dumps();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut command = Cli::command().after_long_help(format!(
         "{}\n\n{}",
@@ -25,17 +26,11 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
     }
     let matches = match command.try_get_matches_from(args) {
         Ok(m) => m,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() { 2 } else { 0 };
-        }
+        Err(e) => return print_clap_error(&e),
     };
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return 2;
-        }
+        Err(e) => return print_clap_error(&e),
     };
     init_logging(cli.verbose);
     let verbose = cli.verbose;
@@ -46,6 +41,34 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
             e.kind().exit_code()
         }
     }
+}
+
+/// Prints a command-line error (or help) with any token-shaped value redacted: clap quotes the
+/// offending argument, which may be a token typed into the wrong place.
+fn print_clap_error(e: &clap::Error) -> i32 {
+    use std::io::Write;
+    let text = crate::secret::redact_tokens(&e.render().to_string());
+    if e.use_stderr() {
+        let _ = std::io::stderr().write_all(text.as_bytes());
+        2
+    } else {
+        let _ = std::io::stdout().write_all(text.as_bytes());
+        0
+    }
+}
+
+/// Makes this process impossible to dump: a core file (or a ptrace by another unprivileged
+/// process) would hold the token and the private keys bootlet has in memory.
+fn forbid_core_dumps() {
+    use rustix::process::{Resource, Rlimit, setrlimit};
+    let _ = setrlimit(
+        Resource::Core,
+        Rlimit {
+            current: Some(0),
+            maximum: Some(0),
+        },
+    );
+    let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
 }
 
 /// Prints `error: <one line>` and, with -v, the detail lines.

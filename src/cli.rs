@@ -246,6 +246,9 @@ pub struct JoinArgs {
     /// Keep the bootstrap kubeconfig and token file after success.
     #[arg(long)]
     pub keep_bootstrap_kubeconfig: bool,
+    /// Generate a fresh bootstrap token even if an earlier run stored one (an expired stored token is never reused).
+    #[arg(long)]
+    pub new_token: bool,
     /// Output format: kubeadm-style text, or one JSON document on stdout (progress goes to stderr).
     #[arg(short, long, value_enum)]
     pub output: Option<OutputArg>,
@@ -304,6 +307,7 @@ impl JoinArgs {
             approval_timeout: self.approval_timeout.clone(),
             api_timeout: self.api_timeout.clone(),
             keep_bootstrap_kubeconfig: flag(self.keep_bootstrap_kubeconfig),
+            new_token: flag(self.new_token),
             output: self.output.map(|o| match o {
                 OutputArg::Text => OutputFormat::Text,
                 OutputArg::Json => OutputFormat::Json,

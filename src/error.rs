@@ -125,8 +125,9 @@ impl Error {
     /// An error of `kind` whose one-line `message` names the cause and the fix.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         let message: String = message.into();
-        // One line is the contract: fold any newline a lower layer slipped in.
-        let message = message.replace(['\n', '\r'], " ");
+        // One line is the contract: fold any newline a lower layer slipped in. A token typed into
+        // the wrong flag must not come back in an error either.
+        let message = crate::secret::redact_tokens(&message.replace(['\n', '\r'], " "));
         Error {
             kind,
             message,
@@ -136,7 +137,8 @@ impl Error {
 
     /// Adds a detail line, shown with `-v`.
     pub fn detail(mut self, line: impl fmt::Display) -> Self {
-        self.detail.push(line.to_string());
+        self.detail
+            .push(crate::secret::redact_tokens(&line.to_string()));
         self
     }
 
@@ -157,7 +159,7 @@ impl Error {
 
     /// Prefixes the message with context, keeping kind and detail.
     pub fn context(mut self, ctx: impl fmt::Display) -> Self {
-        self.message = format!("{ctx}: {}", self.message);
+        self.message = crate::secret::redact_tokens(&format!("{ctx}: {}", self.message));
         self
     }
 
@@ -217,6 +219,14 @@ mod tests {
         codes.dedup();
         assert_eq!(codes.len(), ErrorKind::ALL.len());
         assert!(codes.iter().all(|c| *c > 0));
+    }
+
+    #[test]
+    fn messages_never_carry_a_token_secret() {
+        let e = Error::usage("bad endpoint \"abcdef.0123456789abcdef\"")
+            .context("x abcdef.0123456789abcdef");
+        assert!(!e.message().contains("0123456789abcdef"), "{e}");
+        assert!(e.message().contains("abcdef.<redacted>"), "{e}");
     }
 
     #[test]

@@ -87,6 +87,8 @@ pub struct Options {
     pub api_timeout: Option<String>,
     /// Keep the bootstrap kubeconfig after success.
     pub keep_bootstrap_kubeconfig: Option<bool>,
+    /// Generate a fresh token even when an earlier run stored one.
+    pub new_token: Option<bool>,
     /// Output format.
     pub output: Option<OutputFormat>,
 }
@@ -126,7 +128,7 @@ impl Options {
             node_ip, admin_kubeconfig, token, token_file, token_ttl, token_groups, bootstrap_kubeconfig,
             discovery_file, discovery_token_ca_cert_hash, discovery_token_unsafe_skip_ca_verification,
             discovery_timeout, dry_run, dry_run_dir, skip_phases, ignore_preflight_errors,
-            approval_timeout, api_timeout, keep_bootstrap_kubeconfig, output);
+            approval_timeout, api_timeout, keep_bootstrap_kubeconfig, new_token, output);
         self
     }
 }
@@ -193,6 +195,8 @@ pub struct Settings {
     pub api_timeout: Duration,
     /// Keep the bootstrap kubeconfig.
     pub keep_bootstrap_kubeconfig: bool,
+    /// Generate a fresh token, ignoring a stored one.
+    pub new_token: bool,
     /// Output format.
     pub output: OutputFormat,
 }
@@ -253,10 +257,53 @@ fn split_list(items: Vec<String>) -> Vec<String> {
         .collect()
 }
 
+/// Refuses a token-shaped value in any option but `token`: a token typed into the endpoint slot
+/// (or any other) would otherwise be resolved by DNS, written into files or echoed in errors.
+fn refuse_misplaced_tokens(o: &Options) -> Result<()> {
+    let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.to_string_lossy().into_owned());
+    let list = |v: &Option<Vec<String>>| v.as_ref().map(|v| v.join(","));
+    let fields: [(&str, Option<String>); 19] = [
+        ("API_SERVER_ENDPOINT", o.api_server_endpoint.clone()),
+        ("--root", path(&o.root)),
+        ("--state-dir", o.state_dir.clone()),
+        ("--krustlet-data-dir", o.krustlet_data_dir.clone()),
+        ("--node-name", o.node_name.clone()),
+        ("--node-ip", list(&o.node_ip)),
+        ("--admin-kubeconfig", path(&o.admin_kubeconfig)),
+        ("--token-file", path(&o.token_file)),
+        ("--token-ttl", o.token_ttl.clone()),
+        ("--token-groups", list(&o.token_groups)),
+        ("--bootstrap-kubeconfig", path(&o.bootstrap_kubeconfig)),
+        ("--discovery-file", path(&o.discovery_file)),
+        (
+            "--discovery-token-ca-cert-hash",
+            list(&o.discovery_token_ca_cert_hash),
+        ),
+        ("--discovery-timeout", o.discovery_timeout.clone()),
+        ("--dry-run-dir", path(&o.dry_run_dir)),
+        ("--skip-phases", list(&o.skip_phases)),
+        (
+            "--ignore-preflight-errors",
+            list(&o.ignore_preflight_errors),
+        ),
+        ("--approval-timeout", o.approval_timeout.clone()),
+        ("--api-timeout", o.api_timeout.clone()),
+    ];
+    for (flag, value) in fields {
+        if value.is_some_and(|v| crate::secret::contains_token(&v)) {
+            return Err(Error::usage(format!(
+                "{flag} holds something shaped like a bootstrap token; nothing was sent anywhere. Give a token only with --token-file FILE, --token-file - (stdin) or BOOTLET_TOKEN"
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl Settings {
     /// Resolves options into settings. `env_token` is `BOOTLET_TOKEN` (passed in so tests need not
     /// touch the process environment).
     pub fn resolve(o: Options, env_token: Option<String>) -> Result<Settings> {
+        refuse_misplaced_tokens(&o)?;
         let endpoint = o
             .api_server_endpoint
             .as_deref()
@@ -281,6 +328,12 @@ impl Settings {
             (None, None, Some(t)) => Some(TokenSource::Env(t)),
             (None, None, None) => None,
         };
+        let new_token = o.new_token.unwrap_or(false);
+        if new_token && (token_source.is_some() || o.bootstrap_kubeconfig.is_some()) {
+            return Err(Error::usage(
+                "--new-token generates a token; it cannot be combined with a given token (--token, --token-file, BOOTLET_TOKEN) or --bootstrap-kubeconfig",
+            ));
+        }
         let ca_pins = split_list(o.discovery_token_ca_cert_hash.unwrap_or_default())
             .iter()
             .map(|p| Pin::parse(p))
@@ -343,6 +396,7 @@ impl Settings {
             approval_timeout: dur(o.approval_timeout, "5m", "--approval-timeout")?,
             api_timeout: dur(o.api_timeout, "60s", "--api-timeout")?,
             keep_bootstrap_kubeconfig: o.keep_bootstrap_kubeconfig.unwrap_or(false),
+            new_token,
             output: o.output.unwrap_or_default(),
         })
     }
@@ -379,6 +433,38 @@ mod tests {
         let s = Settings::resolve(file.overlaid_by(flags), None).unwrap();
         assert_eq!(s.node_name, "from-flag");
         assert_eq!(s.layout, LayoutKind::Krustlet);
+    }
+
+    #[test]
+    fn tokens_in_other_flags_are_refused_without_echo() {
+        let t = "abcdef.0123456789abcdef".to_string();
+        for o in [
+            Options {
+                api_server_endpoint: Some(t.clone()),
+                ..Default::default()
+            },
+            Options {
+                node_name: Some(t.clone()),
+                ..Default::default()
+            },
+            Options {
+                discovery_token_ca_cert_hash: Some(vec![t.clone()]),
+                ..Default::default()
+            },
+            Options {
+                token_file: Some(PathBuf::from(format!("/run/{t}"))),
+                ..Default::default()
+            },
+        ] {
+            let e = Settings::resolve(o, None).unwrap_err();
+            assert!(e.message().contains("shaped like a bootstrap token"), "{e}");
+            assert!(!e.message().contains("0123456789abcdef"), "{e}");
+        }
+        let fine = Options {
+            token: Some(t),
+            ..Default::default()
+        };
+        Settings::resolve(fine, None).unwrap();
     }
 
     #[test]

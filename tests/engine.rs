@@ -701,7 +701,7 @@ fn journals_that_cannot_be_trusted_are_refused_with_a_way_out() {
     let journal = node.join("var/lib/bootlet/journal.toml");
     let good = std::fs::read_to_string(&journal).unwrap();
     std::fs::write(&journal, &good[..good.len() / 2]).unwrap();
-    bootlet(&args).fails_with(9, "move it away");
+    bootlet(&args).fails_with(9, "move the state directory away");
     std::fs::write(
         &journal,
         good.replace("node_name = \"n1\"", "node_name = \"n2\""),

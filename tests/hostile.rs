@@ -27,6 +27,11 @@ struct Case {
     env: Option<BTreeMap<String, String>>,
     stdin: Option<String>,
     setup: Option<String>,
+    /// For `setup = "plant"`: where under the root the case file is planted, and its mode.
+    plant: Option<String>,
+    mode: Option<String>,
+    /// For `setup = "link"`: a directory under the root made a link to a directory outside it.
+    link: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,11 +134,26 @@ fn every_hostile_input_gets_a_clear_error_its_exit_code_and_leaves_no_trace() {
         categories.insert(case.name.split('-').next().unwrap().to_string());
         let root = tempfile::tempdir().unwrap();
         let input = case.file.as_ref().map(|f| fixtures().join("bad").join(f));
+        let outside = tempfile::tempdir().unwrap();
+        let plant = |rel: &str, mode: u32| {
+            use std::os::unix::fs::PermissionsExt;
+            let dest = root.path().join(rel);
+            for d in dest.ancestors().skip(1).take_while(|d| *d != root.path()) {
+                std::fs::create_dir_all(d).unwrap();
+                std::fs::set_permissions(d, PermissionsExt::from_mode(0o700)).unwrap();
+            }
+            std::fs::copy(input.as_ref().unwrap(), &dest).unwrap();
+            std::fs::set_permissions(&dest, PermissionsExt::from_mode(mode)).unwrap();
+        };
+        let mode = u32::from_str_radix(case.mode.as_deref().unwrap_or("0600"), 8).unwrap();
         match case.setup.as_deref() {
-            Some("journal") => {
-                let dest = root.path().join("var/lib/bootlet/journal.toml");
-                std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-                std::fs::copy(input.as_ref().unwrap(), &dest).unwrap();
+            // As bootlet writes it (0600), so that its content is what is judged.
+            Some("journal") => plant("var/lib/bootlet/journal.toml", mode),
+            Some("plant") => plant(case.plant.as_deref().expect("plant = path"), mode),
+            Some("link") => {
+                let link = root.path().join(case.link.as_deref().expect("link = path"));
+                std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+                std::os::unix::fs::symlink(outside.path(), &link).unwrap();
             }
             Some("cluster-info") => {
                 let ci: ClusterInfoCase =
@@ -191,6 +211,12 @@ fn every_hostile_input_gets_a_clear_error_its_exit_code_and_leaves_no_trace() {
                 files_under(root.path())
             ));
         }
+        if std::fs::read_dir(outside.path()).unwrap().next().is_some() {
+            problems.push(format!(
+                "wrote outside the root: {:?}",
+                files_under(outside.path())
+            ));
+        }
         if !problems.is_empty() {
             failures.push(format!(
                 "{}: {}\n    stderr: {}",
@@ -216,6 +242,8 @@ fn every_hostile_input_gets_a_clear_error_its_exit_code_and_leaves_no_trace() {
         "journal",
         "cluster",
         "flag",
+        "state",
+        "link",
     ] {
         assert!(categories.contains(c), "no {c} cases");
     }

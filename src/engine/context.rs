@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::graph::PhaseGraph;
-use super::journal::Journal;
 use super::world::World;
 use crate::cluster::{Cluster, Gate};
 use crate::error::{Error, ErrorKind, Result};
@@ -64,10 +63,8 @@ pub struct Ctx {
     pub settings: Settings,
     /// Paths.
     pub layout: Layout,
-    /// Files.
+    /// Files, and the journal (the memory of earlier runs).
     pub world: World,
-    /// Memory of earlier runs.
-    pub journal: Journal,
     /// Progress output.
     pub out: Output,
     /// API request gate.
@@ -79,6 +76,7 @@ pub struct Ctx {
     dry_ca: Option<Arc<Ca>>,
     token: Option<(BootstrapToken, TokenOrigin)>,
     token_resolved: bool,
+    token_passed_over: Option<String>,
     stdin_text: Option<String>,
     admin: Option<Cluster>,
 }
@@ -89,7 +87,6 @@ impl Ctx {
         settings: Settings,
         layout: Layout,
         world: World,
-        journal: Journal,
         out: Output,
         graph: Arc<PhaseGraph>,
     ) -> Ctx {
@@ -97,7 +94,6 @@ impl Ctx {
             settings,
             layout,
             world,
-            journal,
             out,
             gate: Arc::new(Gate::default()),
             graph,
@@ -106,6 +102,7 @@ impl Ctx {
             dry_ca: None,
             token: None,
             token_resolved: false,
+            token_passed_over: None,
             stdin_text: None,
             admin: None,
         }
@@ -145,19 +142,7 @@ impl Ctx {
 
     /// Writes the journal atomically and durably.
     pub fn save_journal(&mut self) -> Result<()> {
-        self.write_journal(true)
-    }
-
-    /// Writes the journal atomically; durable now, or with the phase's other files at its end.
-    pub(crate) fn write_journal(&mut self, durable_now: bool) -> Result<()> {
-        let text = self.journal.render()?;
-        let path = self.layout.path("journal").to_string();
-        self.world.write_state(
-            &path,
-            text.as_bytes(),
-            crate::files::SECRET_FILE_MODE,
-            durable_now,
-        )
+        self.world.save_journal(true)
     }
 
     /// Records a public fact for the current phase and saves the journal now: for facts that must
@@ -171,12 +156,12 @@ impl Ctx {
     /// save is an fsync'd write, so facts that nothing depends on mid-phase wait for that one.
     pub fn note(&mut self, key: &str, value: &str) {
         let phase = self.phase.clone();
-        self.journal.set_fact(&phase, key, value);
+        self.world.journal.set_fact(&phase, key, value);
     }
 
     /// A fact recorded for `phase`.
     pub fn fact_of(&self, phase: &str, key: &str) -> Option<String> {
-        self.journal.fact(phase, key).map(str::to_string)
+        self.world.journal.fact(phase, key).map(str::to_string)
     }
 
     /// The "missing input" error, naming who produces it (from the manifest).
@@ -252,6 +237,11 @@ impl Ctx {
         Ok(self.token.clone())
     }
 
+    /// Where the resolved token came from, if it has been resolved.
+    pub fn token_origin(&self) -> Option<&TokenOrigin> {
+        self.token.as_ref().map(|(_, o)| o)
+    }
+
     /// Replaces the resolved token (after the token phase generated one).
     pub fn set_token(&mut self, token: BootstrapToken, origin: TokenOrigin) {
         self.token = Some((token, origin));
@@ -292,10 +282,40 @@ impl Ctx {
                 let t = BootstrapToken::parse(&text).map_err(|e| {
                     Error::conflict(format!("the stored token {path} is damaged ({}); remove it to generate a new token", e.message()))
                 })?;
+                if self.settings.new_token {
+                    self.token_passed_over = Some(format!(
+                        "--new-token: the stored token {t} is replaced by a fresh one"
+                    ));
+                    return Ok(None);
+                }
+                if let Some(at) = self.stored_token_expiry()
+                    && at <= time::OffsetDateTime::now_utc()
+                {
+                    self.token_passed_over = Some(format!(
+                        "the stored token {t} expired at {}: a fresh one will be generated",
+                        crate::pki::cert::fmt_unix(at.unix_timestamp())
+                    ));
+                    return Ok(None);
+                }
                 Ok(Some((t, TokenOrigin::StateFile)))
             }
             None => Ok(None),
         }
+    }
+
+    /// When the stored (generated) token expires, as the token phase recorded it.
+    pub fn stored_token_expiry(&self) -> Option<time::OffsetDateTime> {
+        let text = self.fact_of("token", "expires_at")?;
+        // An unreadable expiry counts as expired, as the token authenticator treats it.
+        Some(
+            time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+        )
+    }
+
+    /// Why a stored token was not used this run (expired, or `--new-token`), if one was there.
+    pub fn token_passed_over(&self) -> Option<&str> {
+        self.token_passed_over.as_deref()
     }
 
     fn read_stdin(&mut self) -> Result<String> {

@@ -5,6 +5,11 @@
 //! never a token secret or key. It is rewritten atomically after every step, so a kill leaves the
 //! previous or the next version, never a torn one; anything else found there (truncated, another
 //! version, another node) is refused with a way out rather than guessed at.
+//!
+//! It is also the ledger of bootlet's own state files: the sha256 of every file bootlet wrote
+//! under its state directory, recorded *before* the file is renamed into place (with the hash it
+//! replaces, while that write is in flight). A state file the ledger does not vouch for was not
+//! written by bootlet and is refused.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::files::LayoutKind;
 
 /// Journal format version this binary writes and reads.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Where a phase got to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +52,25 @@ pub struct PhaseRecord {
     pub facts: BTreeMap<String, String>,
 }
 
+/// What the ledger knows of one state file bootlet wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEntry {
+    /// sha256 of the content bootlet wrote (or is writing).
+    pub sha256: String,
+    /// While the write is in flight: the sha256 it replaces (`""` for no file), which a crash may
+    /// have left in place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
+}
+
+impl FileEntry {
+    /// Whether content with `sha256` is what bootlet wrote (or what an interrupted write left).
+    pub fn vouches_for(&self, sha256: &str) -> bool {
+        self.sha256 == sha256 || self.replaces.as_deref() == Some(sha256)
+    }
+}
+
 /// The journal file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,6 +88,9 @@ pub struct Journal {
     /// Per-phase records.
     #[serde(default)]
     pub phases: BTreeMap<String, PhaseRecord>,
+    /// The ledger: state files bootlet wrote, by inside-root path.
+    #[serde(default)]
+    pub files: BTreeMap<String, FileEntry>,
 }
 
 const CHECKSUM_PREFIX: &str = "# sha256 of the lines above: ";
@@ -95,13 +122,18 @@ impl Journal {
             created_at: now.clone(),
             updated_at: now,
             phases: BTreeMap::new(),
+            files: BTreeMap::new(),
         }
     }
 
     /// Parses journal text found at `path_shown`, refusing what cannot be trusted.
     pub fn parse(text: &str, path_shown: &str) -> Result<Journal> {
+        let state_dir = path_shown
+            .rsplit_once('/')
+            .map(|(d, _)| d)
+            .unwrap_or(path_shown);
         let way_out = format!(
-            "move it away (mv {path_shown} {path_shown}.bak) to start over; bootlet will re-verify every file"
+            "move the state directory away (mv {state_dir} {state_dir}.bak) to start over; bootlet trusts no state file without its journal"
         );
         let body = verify_checksum(text).ok_or_else(|| {
             Error::conflict(format!(
@@ -213,6 +245,33 @@ impl Journal {
         self.updated_at = now_rfc3339();
     }
 
+    /// Records that bootlet is writing `sha256` to the state file `inside` (before the rename).
+    pub fn intend_file(&mut self, inside: &str, sha256: &str) {
+        let before = self.files.get(inside).map(|e| e.sha256.clone());
+        if before.as_deref() == Some(sha256) {
+            return;
+        }
+        self.files.insert(
+            inside.to_string(),
+            FileEntry {
+                sha256: sha256.to_string(),
+                replaces: Some(before.unwrap_or_default()),
+            },
+        );
+    }
+
+    /// Records that the write of `inside` completed: only its new content counts from now on.
+    pub fn settle_file(&mut self, inside: &str) {
+        if let Some(e) = self.files.get_mut(inside) {
+            e.replaces = None;
+        }
+    }
+
+    /// Forgets the state file `inside` (bootlet removed it).
+    pub fn forget_file(&mut self, inside: &str) {
+        self.files.remove(inside);
+    }
+
     /// Marks `phase` done or failed.
     pub fn finish(&mut self, phase: &str, error: Option<&str>) {
         let now = now_rfc3339();
@@ -234,6 +293,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_ledger_vouches_for_new_and_in_flight_content() {
+        let mut j = Journal::new("n1", LayoutKind::Kubelet);
+        j.intend_file("/s/a", "h1");
+        assert!(j.files["/s/a"].vouches_for("h1"));
+        assert!(
+            j.files["/s/a"].vouches_for(""),
+            "no file yet: a crash may leave none"
+        );
+        j.settle_file("/s/a");
+        j.intend_file("/s/a", "h2");
+        assert!(j.files["/s/a"].vouches_for("h1") && j.files["/s/a"].vouches_for("h2"));
+        j.settle_file("/s/a");
+        assert!(!j.files["/s/a"].vouches_for("h1"));
+        let back = Journal::parse(&j.render().unwrap(), "j").unwrap();
+        assert_eq!(back.files, j.files);
+        j.forget_file("/s/a");
+        assert!(j.files.is_empty());
+    }
+
+    #[test]
     fn round_trip_and_refusals() {
         let mut j = Journal::new("n1", LayoutKind::Kubelet);
         j.start("client-csr");
@@ -248,7 +327,7 @@ mod tests {
         let truncated = &text[..text.len() / 2];
         let e = Journal::parse(truncated, "j").unwrap_err();
         assert_eq!(e.kind(), crate::error::ErrorKind::Conflict);
-        assert!(e.message().contains("move it away"), "{e}");
+        assert!(e.message().contains("move the state directory away"), "{e}");
         let cut_at_line = &text[..text.find("[phases").unwrap()];
         assert!(
             Journal::parse(cut_at_line, "j").is_err(),
@@ -261,10 +340,10 @@ mod tests {
                 .message()
                 .contains("damaged")
         );
-        let mut v2 = j.clone();
-        v2.version = 2;
-        let e = Journal::parse(&v2.render().unwrap(), "j").unwrap_err();
-        assert!(e.message().contains("version 2"), "{e}");
+        let mut v9 = j.clone();
+        v9.version = 9;
+        let e = Journal::parse(&v9.render().unwrap(), "j").unwrap_err();
+        assert!(e.message().contains("version 9"), "{e}");
         let e = back
             .check_intent("n2", LayoutKind::Kubelet, "j")
             .unwrap_err();

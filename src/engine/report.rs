@@ -31,7 +31,7 @@ pub struct RequestRecord {
 pub struct FileRecord {
     /// Path as seen from inside the root.
     pub path: String,
-    /// `file`, `symlink` or `removed`.
+    /// `file`, `symlink`, `removed`, or `mode` (an existing file's mode repaired).
     pub kind: String,
     /// Octal mode like `"0600"`; for links `"link"`.
     pub mode: String,

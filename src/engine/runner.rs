@@ -147,12 +147,17 @@ async fn run(
         settings.state_dir.as_deref(),
     )?;
     // Everything local is read and checked before anything is written: bad input leaves no
-    // trace under the root (nor a dry-run directory behind).
+    // trace under the root (nor a dry-run directory behind). Confinement comes first, so that
+    // nothing (not even the journal) is read through a planted link.
     let chained_dry_dir = settings.dry_run_dir.clone().filter(|d| d.is_dir());
-    let probe = World::new(layout.clone(), chained_dry_dir);
-    let journal = read_journal(&probe, &layout, &settings)?;
-    let mut cx = Ctx::new(settings, layout.clone(), probe, journal, out, graph.clone());
+    let fresh = || Journal::new(&settings.node_name, settings.layout);
+    let probe = World::new(layout.clone(), chained_dry_dir.clone(), fresh());
+    probe.check_confined()?;
+    let journal = read_journal(&probe, &settings)?;
+    let probe = World::new(layout.clone(), chained_dry_dir, journal.clone());
+    let mut cx = Ctx::new(settings, layout.clone(), probe, out, graph.clone());
     validate_inputs(&mut cx)?;
+    crate::phases::cluster_identity::ensure_same_cluster(&mut cx)?;
     let dry_dir = if cx.settings.dry_run && *command != Command::Plan {
         Some(prepare_dry_run_dir(&cx.settings)?)
     } else {
@@ -168,18 +173,17 @@ async fn run(
             ),
         );
     }
-    cx.world = World::new(layout.clone(), dry_dir.clone());
+    cx.world = World::new(layout.clone(), dry_dir.clone(), journal);
     let _lock = if *command == Command::Plan {
         None
     } else {
-        let lock_path = super::lock::path_for(&cx.world.write_host_path(layout.path("state")));
-        let lock = super::lock::acquire(&lock_path, &format!("bootlet {}", command.label()))?;
+        let lock = super::lock::acquire(&cx.world, &format!("bootlet {}", command.label()))?;
         // Another run may have finished between our first read and the lock.
-        cx.journal = read_journal(&cx.world, &layout, &cx.settings)?;
+        cx.world.journal = read_journal(&cx.world, &cx.settings)?;
         Some(lock)
     };
     if dry_dir.is_none() && *command != Command::Plan {
-        remove_stale_temps(&graph, &layout);
+        cx.world.remove_stale_temps();
     }
     let skipped: BTreeSet<String> = cx.settings.skip_phases.iter().cloned().collect();
     let scope: Vec<String> = match command {
@@ -276,7 +280,7 @@ async fn run_phase(
     // The journal is saved with the phase's outcome (and by facts that must be durable sooner),
     // and only once this join has changed something: a phase that only checks, or fails on bad
     // input, leaves no trace.
-    cx.journal.start(name);
+    cx.world.journal.start(name);
     let started = Instant::now();
     tracing::debug!("phase {name} runs: {reason}");
     let result = (imp.run)(cx).await;
@@ -296,35 +300,26 @@ async fn run_phase(
     match &result {
         Ok(()) => {
             r.status = "ran".into();
-            cx.journal.finish(name, None);
+            cx.world.journal.finish(name, None);
         }
         Err(e) => {
             r.status = "failed".into();
-            cx.journal.finish(name, Some(e.message()));
+            cx.world.journal.finish(name, Some(e.message()));
         }
     }
     // The outcome goes into the journal, then one flush makes the phase's files, removals and
     // journal durable together. A failure to record must not mask the phase's own error.
-    let saved = if changed_world || cx.world.exists(cx.layout.path("journal")) {
-        cx.write_journal(false)
-    } else {
-        Ok(())
-    };
+    if changed_world || cx.world.exists(cx.layout.path("journal")) {
+        cx.world.save_journal(false)?;
+    }
     let flushed = cx.world.flush();
     result?;
-    saved?;
     flushed
 }
 
-fn read_journal(world: &World, layout: &Layout, settings: &Settings) -> Result<Journal> {
-    let journal_path = layout.path("journal");
-    match world.read(journal_path)? {
-        Some(bytes) => {
-            let text = String::from_utf8_lossy(&bytes);
-            let shown = world
-                .read_host_path(journal_path)
-                .map(|p| p.display().to_string())
-                .unwrap_or(journal_path.to_string());
+fn read_journal(world: &World, settings: &Settings) -> Result<Journal> {
+    match world.read_journal_text()? {
+        Some((text, shown)) => {
             let j = Journal::parse(&text, &shown)?;
             j.check_intent(&settings.node_name, settings.layout, &shown)?;
             Ok(j)
@@ -493,23 +488,6 @@ fn prepare_dry_run_dir(settings: &Settings) -> Result<std::path::PathBuf> {
             .map_err(|e| Error::io("set mode of", &dir, e))?;
             Ok(dir)
         }
-    }
-}
-
-fn remove_stale_temps(graph: &PhaseGraph, layout: &Layout) {
-    let mut dirs = BTreeSet::new();
-    for m in graph.manifests() {
-        if let Ok(patterns) = m.write_patterns(layout) {
-            for (p, _) in patterns {
-                if let Some(i) = p.rfind('/') {
-                    dirs.insert(p[..i].to_string());
-                }
-            }
-        }
-    }
-    dirs.insert(layout.path("state").to_string());
-    for d in dirs {
-        crate::files::remove_stale_temps(&layout.host(&d));
     }
 }
 

@@ -1,15 +1,23 @@
-//! The files a run sees and changes, real or dry-run, with each phase held to its manifest.
+//! The files a run sees and changes, real or dry-run, with each phase held to its manifest and
+//! bootlet's own state held to its journal.
 //!
 //! In a dry-run every write lands in the dry-run directory under the same inside-root path, and
 //! reads look there first and then fall through to the real root (read-only), so a dry-run of a
 //! half-joined node predicts exactly what the real run would still do, and single dry-run phases
 //! chain through one `--dry-run-dir`.
+//!
+//! State files (under the state directory) count only when the journal's ledger vouches for them:
+//! a regular file, owned by the running user, private when it holds a secret, with the content
+//! bootlet recorded. Their writes are recorded in the journal first and renamed into place only
+//! after it ([`World::flush`]), so a crash never leaves a state file the journal does not know.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use super::journal::Journal;
 use super::report::FileRecord;
 use crate::error::{Error, Result};
+use crate::files::confined::{self, Meta, Staged};
 use crate::files::{self, Layout};
 
 /// The file side of a run.
@@ -18,34 +26,115 @@ pub struct World {
     layout: Layout,
     dry_dir: Option<PathBuf>,
     dry_removed: BTreeSet<String>,
+    /// Memory of earlier runs and the ledger of bootlet's state files.
+    pub journal: Journal,
+    journal_dirty: bool,
     phase: String,
     allowed_writes: Vec<(String, Option<u32>)>,
     allowed_removes: Vec<String>,
     records: Vec<FileRecord>,
-    pending_syncs: BTreeSet<PathBuf>,
+    pending_syncs: BTreeSet<String>,
+    deferred: Vec<(String, Staged)>,
+    deferred_content: BTreeMap<String, Vec<u8>>,
+}
+
+fn dir_of(inside: &str) -> String {
+    match inside.rfind('/') {
+        Some(0) | None => "/".into(),
+        Some(i) => inside[..i].to_string(),
+    }
 }
 
 impl World {
-    /// A world over `layout`'s root; with `dry_dir`, a dry-run world writing there.
-    pub fn new(layout: Layout, dry_dir: Option<PathBuf>) -> World {
+    /// A world over `layout`'s root remembering `journal`; with `dry_dir`, a dry-run world
+    /// writing there.
+    pub fn new(layout: Layout, dry_dir: Option<PathBuf>, journal: Journal) -> World {
         World {
             layout,
             dry_dir,
             dry_removed: BTreeSet::new(),
+            journal,
+            journal_dirty: false,
             phase: String::new(),
             allowed_writes: Vec::new(),
             allowed_removes: Vec::new(),
             records: Vec::new(),
             pending_syncs: BTreeSet::new(),
+            deferred: Vec::new(),
+            deferred_content: BTreeMap::new(),
         }
     }
 
-    /// Makes this phase's writes, links and removals durable: one fsync per directory touched.
-    /// Called when a phase ends, and by a phase that must order two batches (install, then remove
-    /// the staged copies).
+    /// The root writes land under: the dry-run directory, or the real root.
+    fn write_root(&self) -> &Path {
+        self.dry_dir.as_deref().unwrap_or(self.layout.root())
+    }
+
+    /// Refuses a root whose layout directories run through a symlink (bootlet would write
+    /// outside `--root`) or whose state directory another user owns or may write.
+    pub fn check_confined(&self) -> Result<()> {
+        let dirs = self.layout.directories();
+        confined::check_dirs(self.layout.root(), &dirs)?;
+        if let Some(d) = &self.dry_dir {
+            confined::check_dirs(d, &dirs)?;
+        }
+        for var in ["state", "staging"] {
+            let inside = self.layout.path(var);
+            for root in [Some(self.layout.root()), self.dry_dir.as_deref()]
+                .into_iter()
+                .flatten()
+            {
+                let Some(meta) = confined::stat(root, inside)? else {
+                    continue;
+                };
+                let why = if meta.uid != confined::euid() {
+                    format!(
+                        "owned by uid {}, not by the running user (uid {})",
+                        meta.uid,
+                        confined::euid()
+                    )
+                } else if meta.mode & 0o022 != 0 {
+                    format!("mode {:04o} lets group or others write it", meta.mode)
+                } else {
+                    continue;
+                };
+                return Err(Error::conflict(format!(
+                    "planted or changed outside bootlet: {} ({why}); remove it to start over",
+                    files::host_path(root, inside).display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes this phase's writes, links and removals durable: the journal first (when it has
+    /// changed, or a state file waits for it), then the state files it records are renamed into
+    /// place, then one fsync per directory touched.
     pub fn flush(&mut self) -> Result<()> {
-        let dirs = std::mem::take(&mut self.pending_syncs);
-        files::blocking(|| dirs.iter().try_for_each(|d| files::sync_directory(d)))
+        files::blocking(|| {
+            if self.journal_dirty || !self.deferred.is_empty() {
+                let text = self.journal.render()?;
+                let path = self.layout.path("journal").to_string();
+                confined::write(
+                    self.write_root(),
+                    &path,
+                    text.as_bytes(),
+                    files::SECRET_FILE_MODE,
+                )?;
+                self.pending_syncs.insert(dir_of(&path));
+                self.journal_dirty = false;
+            }
+            for (inside, staged) in std::mem::take(&mut self.deferred) {
+                staged.commit()?;
+                self.journal.settle_file(&inside);
+            }
+            self.deferred_content.clear();
+            let root = self.write_root().to_path_buf();
+            for d in std::mem::take(&mut self.pending_syncs) {
+                confined::sync_dir(&root, &d)?;
+            }
+            Ok(())
+        })
     }
 
     /// Writes like [`World::write`] and makes it durable before returning, for a file that must be
@@ -55,20 +144,9 @@ impl World {
         self.flush()
     }
 
-    /// Writes bootlet's own state (the journal), outside any phase's declarations; durable now, or
-    /// with the next [`World::flush`].
-    pub fn write_state(
-        &mut self,
-        inside: &str,
-        contents: &[u8],
-        mode: u32,
-        durable_now: bool,
-    ) -> Result<()> {
-        let host = self.write_host_path(inside);
-        files::blocking(|| files::write_atomic_dir_unsynced(&host, contents, mode))?;
-        if let Some(parent) = host.parent() {
-            self.pending_syncs.insert(parent.to_path_buf());
-        }
+    /// Marks the journal for saving with the next [`World::flush`]; `durable_now` flushes at once.
+    pub fn save_journal(&mut self, durable_now: bool) -> Result<()> {
+        self.journal_dirty = true;
         if durable_now { self.flush() } else { Ok(()) }
     }
 
@@ -109,33 +187,129 @@ impl World {
 
     /// Where a write of `inside` lands.
     pub fn write_host_path(&self, inside: &str) -> PathBuf {
-        match &self.dry_dir {
-            Some(d) => files::host_path(d, inside),
-            None => self.layout.host(inside),
-        }
+        files::host_path(self.write_root(), inside)
     }
 
-    /// Where `inside` is read from, or `None` if it does not exist in this world.
-    pub fn read_host_path(&self, inside: &str) -> Option<PathBuf> {
+    /// Which root holds `inside` in this world (the dry-run directory first), if any.
+    fn root_holding(&self, inside: &str) -> Option<&Path> {
         if let Some(d) = &self.dry_dir {
             if self.dry_removed.contains(inside) {
                 return None;
             }
-            let p = files::host_path(d, inside);
-            if p.symlink_metadata().is_ok() {
-                return Some(p);
+            if files::host_path(d, inside).symlink_metadata().is_ok() {
+                return Some(d);
             }
         }
-        let p = self.layout.host(inside);
-        p.symlink_metadata().is_ok().then_some(p)
+        let root = self.layout.root();
+        files::host_path(root, inside)
+            .symlink_metadata()
+            .is_ok()
+            .then_some(root)
     }
 
-    /// Reads `inside` (following symlinks), `None` if absent.
+    /// Where `inside` is read from, or `None` if it does not exist in this world.
+    pub fn read_host_path(&self, inside: &str) -> Option<PathBuf> {
+        self.root_holding(inside)
+            .map(|root| files::host_path(root, inside))
+    }
+
+    /// Reads `inside`, `None` if absent. A state file is returned only when the journal vouches
+    /// for it (see the module comment); other files are read following links.
     pub fn read(&self, inside: &str) -> Result<Option<Vec<u8>>> {
+        if let Some(c) = self.deferred_content.get(inside) {
+            return Ok(Some(c.clone()));
+        }
+        if self.layout.is_tracked_state(inside) {
+            return self.read_state(inside);
+        }
         match self.read_host_path(inside) {
             Some(p) => files::read_optional(&p),
             None => Ok(None),
         }
+    }
+
+    fn read_state(&self, inside: &str) -> Result<Option<Vec<u8>>> {
+        let Some(root) = self.root_holding(inside) else {
+            return Ok(None);
+        };
+        let Some((bytes, meta)) = files::blocking(|| confined::read_nofollow(root, inside))? else {
+            return Ok(None);
+        };
+        let why = self.distrust(inside, &bytes, &meta);
+        match why {
+            None => Ok(Some(bytes)),
+            Some(why) => Err(Error::conflict(format!(
+                "planted or changed outside bootlet: {} ({why}); remove it to start over",
+                files::host_path(root, inside).display()
+            ))),
+        }
+    }
+
+    /// Why the state file `inside` cannot be bootlet's own, or `None` when it is.
+    fn distrust(&self, inside: &str, bytes: &[u8], meta: &Meta) -> Option<String> {
+        if meta.is_symlink {
+            return Some("it is a symbolic link, not a file bootlet wrote".into());
+        }
+        if !meta.is_file {
+            return Some("it is not a regular file".into());
+        }
+        if meta.uid != confined::euid() {
+            return Some(format!(
+                "owned by uid {}, not by the running user (uid {})",
+                meta.uid,
+                confined::euid()
+            ));
+        }
+        if self.layout.is_secret_state(inside) && meta.mode & 0o077 != 0 {
+            return Some(format!(
+                "it holds a secret but its mode {:04o} lets group or others read it",
+                meta.mode
+            ));
+        }
+        let sha = crate::pki::sha256_hex(bytes);
+        match self.journal.files.get(inside) {
+            None => Some("the journal does not record it".into()),
+            Some(e) if !e.vouches_for(&sha) => Some(format!(
+                "its content (sha256 {}…) is not what bootlet wrote (sha256 {}…)",
+                &sha[..12],
+                &e.sha256[..e.sha256.len().min(12)]
+            )),
+            Some(_) => None,
+        }
+    }
+
+    /// Reads the journal file itself: a regular file owned by the running user and private, or
+    /// an error saying why not. `None` when there is none.
+    pub fn read_journal_text(&self) -> Result<Option<(String, String)>> {
+        let inside = self.layout.path("journal");
+        let Some(root) = self.root_holding(inside) else {
+            return Ok(None);
+        };
+        let shown = files::host_path(root, inside).display().to_string();
+        let Some((bytes, meta)) = confined::read_nofollow(root, inside)? else {
+            return Ok(None);
+        };
+        let why = if meta.is_symlink {
+            Some("it is a symbolic link".to_string())
+        } else if !meta.is_file {
+            Some("it is not a regular file".into())
+        } else if meta.uid != confined::euid() {
+            Some(format!(
+                "owned by uid {}, not by the running user (uid {})",
+                meta.uid,
+                confined::euid()
+            ))
+        } else if meta.mode & 0o077 != 0 {
+            Some(format!("mode {:04o} is not private", meta.mode))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(Error::conflict(format!(
+                "planted or changed outside bootlet: {shown} ({why}); remove it to start over"
+            )));
+        }
+        Ok(Some((String::from_utf8_lossy(&bytes).into_owned(), shown)))
     }
 
     /// Reads `inside` as UTF-8 text; non-UTF-8 content counts as invalid input.
@@ -158,28 +332,13 @@ impl World {
 
     /// Whether `inside` exists (as anything).
     pub fn exists(&self, inside: &str) -> bool {
-        self.read_host_path(inside).is_some()
+        self.deferred_content.contains_key(inside) || self.read_host_path(inside).is_some()
     }
 
-    /// File names in the directory `inside` (both worlds merged in a dry-run).
-    pub fn list(&self, inside: &str) -> Vec<String> {
-        let mut names = BTreeSet::new();
-        let mut dirs = vec![self.layout.host(inside)];
-        if let Some(d) = &self.dry_dir {
-            dirs.push(files::host_path(d, inside));
-        }
-        for dir in dirs {
-            if let Ok(rd) = std::fs::read_dir(dir) {
-                for e in rd.flatten() {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    let full = format!("{}/{name}", inside.trim_end_matches('/'));
-                    if !name.starts_with(files::TEMP_PREFIX) && !self.dry_removed.contains(&full) {
-                        names.insert(name);
-                    }
-                }
-            }
-        }
-        names.into_iter().collect()
+    /// Mode and owner of `inside` (following a link at its end), if it exists.
+    pub fn mode_and_owner(&self, inside: &str) -> Option<(u32, u32)> {
+        let p = self.read_host_path(inside)?;
+        Some((files::mode_of(&p)?, files::owner_of(&p)?))
     }
 
     fn check_write(&self, inside: &str, mode: Option<u32>) -> Result<()> {
@@ -199,21 +358,33 @@ impl World {
         )))
     }
 
-    /// Writes `contents` to `inside` atomically with `mode`, if the phase declared it.
+    /// Writes `contents` to `inside` atomically with `mode`, if the phase declared it. A state
+    /// file is recorded in the journal and renamed into place at the next [`World::flush`].
     pub fn write(&mut self, inside: &str, contents: &[u8], mode: u32) -> Result<()> {
         self.check_write(inside, Some(mode))?;
-        let host = self.write_host_path(inside);
-        files::blocking(|| files::write_atomic_dir_unsynced(&host, contents, mode))?;
-        if let Some(parent) = host.parent() {
-            self.pending_syncs.insert(parent.to_path_buf());
+        let root = self.write_root().to_path_buf();
+        let sha256 = crate::pki::sha256_hex(contents);
+        if self.layout.is_tracked_state(inside) {
+            let staged = files::blocking(|| confined::stage(&root, inside, contents, mode))?;
+            self.journal.intend_file(inside, &sha256);
+            self.journal_dirty = true;
+            if let Some(i) = self.deferred.iter().position(|(p, _)| p == inside) {
+                self.deferred.remove(i).1.abandon();
+            }
+            self.deferred.push((inside.to_string(), staged));
+            self.deferred_content
+                .insert(inside.to_string(), contents.to_vec());
+        } else {
+            files::blocking(|| confined::write(&root, inside, contents, mode))?;
         }
+        self.pending_syncs.insert(dir_of(inside));
         self.dry_removed.remove(inside);
         self.records.push(FileRecord {
             path: inside.to_string(),
             kind: "file".into(),
             mode: format!("{mode:04o}"),
             size: contents.len() as u64,
-            sha256: crate::pki::sha256_hex(contents),
+            sha256,
             target: None,
         });
         Ok(())
@@ -222,15 +393,42 @@ impl World {
     /// Writes unless `inside` already holds exactly `contents` with `mode`; returns whether it
     /// wrote. This is how a second run changes nothing (same inode, same mtime).
     pub fn write_if_changed(&mut self, inside: &str, contents: &[u8], mode: u32) -> Result<bool> {
-        if let Some(p) = self.read_host_path(inside)
-            && files::mode_of(&p) == Some(mode)
-            && std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_file())
-            && files::read_optional(&p)?.as_deref() == Some(contents)
-        {
+        let same = match self.read_host_path(inside) {
+            Some(p) => {
+                files::mode_of(&p) == Some(mode)
+                    && std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_file())
+                    && self.read(inside)?.as_deref() == Some(contents)
+            }
+            None => false,
+        };
+        if same {
             return Ok(false);
         }
         self.write(inside, contents, mode)?;
         Ok(true)
+    }
+
+    /// Narrows the mode of the existing file `inside` (a link at its end is not followed) to
+    /// `mode`, as its declaration in the manifest says. In a dry-run the would-be file is written
+    /// aside with that mode.
+    pub fn repair_mode(&mut self, inside: &str, mode: u32) -> Result<()> {
+        self.check_write(inside, Some(mode))?;
+        if self.is_dry_run() {
+            let content = self.read(inside)?.unwrap_or_default();
+            return self.write(inside, &content, mode);
+        }
+        let root = self.layout.root().to_path_buf();
+        files::blocking(|| confined::set_mode(&root, inside, mode))?;
+        self.pending_syncs.insert(dir_of(inside));
+        self.records.push(FileRecord {
+            path: inside.to_string(),
+            kind: "mode".into(),
+            mode: format!("{mode:04o}"),
+            size: 0,
+            sha256: String::new(),
+            target: None,
+        });
+        Ok(())
     }
 
     /// Points the symlink `inside` at `target` (a name in the same directory).
@@ -241,11 +439,9 @@ impl World {
         {
             return Ok(false);
         }
-        let host = self.write_host_path(inside);
-        files::blocking(|| files::symlink_atomic(&host, Path::new(target)))?;
-        if let Some(parent) = host.parent() {
-            self.pending_syncs.insert(parent.to_path_buf());
-        }
+        let root = self.write_root().to_path_buf();
+        files::blocking(|| confined::symlink(&root, inside, target))?;
+        self.pending_syncs.insert(dir_of(inside));
         self.dry_removed.remove(inside);
         let content = self.read(&sibling(inside, target))?.unwrap_or_default();
         self.records.push(FileRecord {
@@ -274,19 +470,21 @@ impl World {
         if !self.exists(inside) {
             return Ok(false);
         }
+        if self.layout.is_tracked_state(inside) {
+            self.journal.forget_file(inside);
+            self.journal_dirty = true;
+        }
         // Removals are made durable together when the phase ends (`flush`): one directory sync per
         // directory instead of one per file. A removal lost to a crash is redone by the next run.
-        let host = match &self.dry_dir {
-            Some(d) => {
-                self.dry_removed.insert(inside.to_string());
-                files::host_path(d, inside)
+        if self.is_dry_run() {
+            self.dry_removed.insert(inside.to_string());
+            let root = self.write_root().to_path_buf();
+            files::blocking(|| confined::remove(&root, inside))?;
+        } else {
+            let root = self.layout.root().to_path_buf();
+            if files::blocking(|| confined::remove(&root, inside))? {
+                self.pending_syncs.insert(dir_of(inside));
             }
-            None => self.layout.host(inside),
-        };
-        if files::blocking(|| files::remove_file_unsynced(&host))?
-            && let Some(parent) = host.parent()
-        {
-            self.pending_syncs.insert(parent.to_path_buf());
         }
         self.records.push(FileRecord {
             path: inside.to_string(),
@@ -297,6 +495,14 @@ impl World {
             target: None,
         });
         Ok(true)
+    }
+
+    /// Removes temporary files an interrupted writer left in the layout's directories.
+    pub fn remove_stale_temps(&self) {
+        let root = self.write_root().to_path_buf();
+        for d in self.layout.directories() {
+            confined::remove_stale_temps(&root, &d);
+        }
     }
 }
 
@@ -323,10 +529,19 @@ mod tests {
         .unwrap()
     }
 
+    fn world(root: &Path, dry: Option<&Path>) -> World {
+        let l = layout(root);
+        World::new(
+            l,
+            dry.map(Path::to_path_buf),
+            Journal::new("n", LayoutKind::Kubelet),
+        )
+    }
+
     #[test]
     fn undeclared_writes_are_refused() {
         let root = tempfile::tempdir().unwrap();
-        let mut w = World::new(layout(root.path()), None);
+        let mut w = world(root.path(), None);
         w.enter_phase("t", vec![("/etc/a.conf".into(), Some(0o600))], vec![]);
         w.write("/etc/a.conf", b"x", 0o600).unwrap();
         assert!(
@@ -345,7 +560,7 @@ mod tests {
         let dry = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(root.path().join("etc")).unwrap();
         std::fs::write(root.path().join("etc/old.conf"), "old").unwrap();
-        let mut w = World::new(layout(root.path()), Some(dry.path().to_path_buf()));
+        let mut w = world(root.path(), Some(dry.path()));
         w.enter_phase(
             "t",
             vec![("/etc/*.conf".into(), Some(0o600))],
@@ -365,5 +580,50 @@ mod tests {
             "but gone in the dry-run world"
         );
         assert_eq!(w.leave_phase().len(), 2);
+    }
+
+    #[test]
+    fn state_files_need_the_journal_and_appear_after_it() {
+        let root = tempfile::tempdir().unwrap();
+        let mut w = world(root.path(), None);
+        let token = "/var/lib/bootlet/bootstrap-token";
+        w.enter_phase("t", vec![(token.into(), Some(0o600))], vec![]);
+        w.write(token, b"abc", 0o600).unwrap();
+        assert!(
+            !root.path().join("var/lib/bootlet/bootstrap-token").exists(),
+            "not before the journal"
+        );
+        assert_eq!(w.read(token).unwrap().unwrap(), b"abc");
+        w.flush().unwrap();
+        assert!(root.path().join("var/lib/bootlet/journal.toml").exists());
+        assert_eq!(w.read(token).unwrap().unwrap(), b"abc");
+
+        // The same bytes planted by hand: not recorded by a fresh journal.
+        let fresh = world(root.path(), None);
+        let e = fresh.read(token).unwrap_err();
+        assert!(
+            e.message().contains("planted or changed outside bootlet"),
+            "{e}"
+        );
+        assert!(
+            e.message().contains("the journal does not record it"),
+            "{e}"
+        );
+
+        // Recorded, but made group-readable.
+        let host = root.path().join("var/lib/bootlet/bootstrap-token");
+        std::fs::set_permissions(&host, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .unwrap();
+        let e = w.read(token).unwrap_err();
+        assert!(e.message().contains("mode 0644"), "{e}");
+        std::fs::set_permissions(&host, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        std::fs::write(&host, "other").unwrap();
+        assert!(
+            w.read(token)
+                .unwrap_err()
+                .message()
+                .contains("is not what bootlet wrote")
+        );
     }
 }

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Ctx;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::files::LayoutKind;
 use crate::kubeconfig::{ClusterAccess, Credentials};
 use crate::pki::cert::{CertInfo, Expectation, Usage, now_unix, verify_issued};
@@ -161,6 +161,17 @@ pub fn verify_pem_pair(
     }
 }
 
+/// Reads `path` for a credential check: absent is `None`, unreadable content is a reason why the
+/// credential is invalid, and a state file the journal does not vouch for is an error (exit 9).
+fn read_credential(cx: &Ctx, path: &str) -> Result<Option<std::result::Result<String, String>>> {
+    match cx.world.read_string(path) {
+        Ok(Some(text)) => Ok(Some(Ok(text))),
+        Ok(None) => Ok(None),
+        Err(e) if e.kind() == ErrorKind::Conflict => Err(e),
+        Err(e) => Ok(Some(Err(e.message().to_string()))),
+    }
+}
+
 /// Reads a certificate file and a key file (both inside-root paths) and verifies them.
 pub fn read_pair(
     cx: &Ctx,
@@ -170,10 +181,14 @@ pub fn read_pair(
     id: &Identity<'_>,
 ) -> Result<PairState> {
     let (Some(cert), Some(key)) = (
-        cx.world.read_string(cert_path).ok().flatten(),
-        cx.world.read_string(key_path).ok().flatten(),
+        read_credential(cx, cert_path)?,
+        read_credential(cx, key_path)?,
     ) else {
         return Ok(PairState::Absent);
+    };
+    let (cert, key) = match (cert, key) {
+        (Ok(c), Ok(k)) => (c, k),
+        (Err(why), _) | (_, Err(why)) => return Ok(PairState::Invalid(why)),
     };
     let key = match PrivateKey::from_pem(&key, key_path) {
         Ok(k) => k,
@@ -184,8 +199,10 @@ pub fn read_pair(
 
 /// Reads a combined cert+key PEM (the kubelet's `-current.pem`) and verifies it.
 pub fn read_bundle(cx: &Ctx, path: &str, cas: &[Vec<u8>], id: &Identity<'_>) -> Result<PairState> {
-    let Some(text) = cx.world.read_string(path).ok().flatten() else {
-        return Ok(PairState::Absent);
+    let text = match read_credential(cx, path)? {
+        None => return Ok(PairState::Absent),
+        Some(Err(why)) => return Ok(PairState::Invalid(why)),
+        Some(Ok(t)) => t,
     };
     let Some(key_pem) = private_key_block(&text) else {
         return Ok(PairState::Invalid(format!(
@@ -331,7 +348,7 @@ pub fn node_access(rec: &ClusterRecord, pair: &Pair) -> ClusterAccess {
 /// replaced, with a warning: its CSR, if any, is orphaned and the cleaner will remove it.
 pub fn ensure_staged_key(cx: &mut Ctx, name: &str) -> Result<PrivateKey> {
     let path = cx.layout.staged(&format!("{name}.key"));
-    if let Some(text) = cx.world.read_string(&path).ok().flatten() {
+    if let Some(text) = cx.world.read_string(&path)? {
         match PrivateKey::from_pem(&text, &path) {
             Ok(k) => {
                 if let Some(recorded) = cx.fact_of(cx.phase(), "key_fingerprint")
@@ -349,10 +366,9 @@ pub fn ensure_staged_key(cx: &mut Ctx, name: &str) -> Result<PrivateKey> {
         }
     }
     let key = PrivateKey::generate()?;
-    // Journal first: a kill between the two steps leaves no key file, which simply means a new
-    // key next time; the other order could leave a key the journal contradicts.
-    cx.fact("key_fingerprint", &key.fingerprint())?;
-    // Durable before the CSR is sent: a crash after sending must find this key again.
+    cx.note("key_fingerprint", &key.fingerprint());
+    // Durable before the CSR is sent: a crash after sending must find this key again. The journal
+    // that records the key (fingerprint and file hash) is written first, then the key renamed in.
     cx.world.write_durable(
         &path,
         key.pem().expose().as_bytes(),

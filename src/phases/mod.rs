@@ -2,6 +2,7 @@
 //! in the world?) and a `run`. The registry below is matched against the manifests by a test.
 
 pub mod client_csr;
+pub mod cluster_identity;
 pub mod common;
 pub mod discovery;
 pub mod kubeconfig;

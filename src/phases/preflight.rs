@@ -181,7 +181,7 @@ fn leftover_kubeconfig(cx: &Ctx) -> Outcome {
     if !cx.world.exists(path) {
         return outcome(&name, None);
     }
-    let ours = cx.journal.phases.contains_key("write-files");
+    let ours = cx.world.journal.phases.contains_key("write-files");
     let problem = match installed_client(cx) {
         Ok(PairState::Valid(_)) => None,
         _ if ours => None,

@@ -9,7 +9,7 @@
 //!   `system:anonymous` get it (`phases/bootstraptoken/clusterinfo/clusterinfo.go`).
 //!
 //! An identical Secret is left alone; one with the same id and another secret is an error; an
-//! expired one is renewed. Bindings are fixed names, so re-runs never duplicate them; a binding
+//! expired one is refused: bootlet never revives an expired token. Bindings are fixed names, so re-runs never duplicate them; a binding
 //! missing our group gets it added.
 
 use std::collections::BTreeMap;
@@ -221,6 +221,22 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The token's expiry: the one recorded when bootlet generated it, else now + `--token-ttl`.
+fn expiration(cx: &Ctx) -> Option<String> {
+    let stored = matches!(
+        cx.token_origin(),
+        Some(crate::engine::context::TokenOrigin::StateFile)
+    );
+    if stored && let Some(at) = cx.stored_token_expiry() {
+        return Some(crate::pki::cert::fmt_unix(at.unix_timestamp()));
+    }
+    if cx.settings.token_ttl.is_zero() {
+        return None;
+    }
+    let exp = time::OffsetDateTime::now_utc() + cx.settings.token_ttl;
+    Some(crate::pki::cert::fmt_unix(exp.unix_timestamp()))
+}
+
 fn desired_secret(cx: &Ctx, token: &BootstrapToken) -> Secret {
     let mut data = BTreeMap::new();
     let mut put = |k: &str, v: &str| {
@@ -238,14 +254,8 @@ fn desired_secret(cx: &Ctx, token: &BootstrapToken) -> Secret {
             cx.settings.node_name
         ),
     );
-    if !cx.settings.token_ttl.is_zero() {
-        let exp = time::OffsetDateTime::now_utc() + cx.settings.token_ttl;
-        let exp = exp.replace_nanosecond(0).unwrap_or(exp);
-        put(
-            "expiration",
-            &exp.format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default(),
-        );
+    if let Some(exp) = expiration(cx) {
+        put("expiration", &exp);
     }
     Secret {
         metadata: ObjectMeta {
@@ -283,6 +293,14 @@ async fn ensure_secret(cx: &mut Ctx, admin: &Cluster, token: &BootstrapToken) ->
                     format!(
                         "a bootstrap token Secret with id {} already exists with a different secret; use another token, or delete it (kubectl -n {NS_SYSTEM} delete secret {name})",
                         token.id()
+                    ),
+                ));
+            }
+            Err(Mismatch::Fixable(why)) if why == "expired" => {
+                return Err(Error::new(
+                    ErrorKind::Rejected,
+                    format!(
+                        "the token Secret {NS_SYSTEM}/{name} has expired; bootlet does not revive an expired token: use a fresh one (`bootlet phase token --new-token`, or give another token)"
                     ),
                 ));
             }

@@ -2,7 +2,8 @@
 //! stdin) or carried by the bootstrap kubeconfig is only validated: it stays where its owner keeps
 //! it, and later runs are given it again. A generated token is stored 0600 in the state dir, so a
 //! resumed run and later single phases (`phase secret`, `phase kubeconfig`) use the same one;
-//! write-files removes it after success.
+//! write-files removes it after success. Its expiry is recorded with it; an expired stored token
+//! (or any, with `--new-token`) is replaced by a fresh one, never reused.
 
 use super::Check;
 use crate::engine::Ctx;
@@ -17,7 +18,11 @@ pub async fn check(cx: &mut Ctx) -> Result<Check> {
         None if cx.settings.bootstrap_kubeconfig.is_some() => {
             Check::Done("the bootstrap kubeconfig carries its own (non-token) credentials".into())
         }
-        None => Check::NotDone("no token given: one will be generated".into()),
+        None => Check::NotDone(
+            cx.token_passed_over()
+                .unwrap_or("no token given: one will be generated")
+                .to_string(),
+        ),
     })
 }
 
@@ -29,7 +34,17 @@ pub async fn run(cx: &mut Ctx) -> Result<()> {
         "Generated bootstrap token {token} with the OS CSPRNG"
     ));
     cx.note("token_id", token.id());
-    // Durable at once: the Secret about to be created must never outlive the only copy here.
+    // The expiry is fixed now, so that the Secret made later (or re-checked by `phase secret`)
+    // carries the same one and an expired token is never reused or registered again.
+    if !cx.settings.token_ttl.is_zero() {
+        let at = time::OffsetDateTime::now_utc() + cx.settings.token_ttl;
+        cx.note(
+            "expires_at",
+            &crate::pki::cert::fmt_unix(at.unix_timestamp()),
+        );
+    }
+    // Durable at once (with the journal that records it): the Secret about to be created must
+    // never outlive the only copy here.
     cx.world.write_durable(
         &path,
         format!("{}\n", token.expose_full()).as_bytes(),

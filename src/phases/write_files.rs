@@ -62,6 +62,16 @@ pub async fn check(cx: &mut Ctx) -> Result<Check> {
             missing.push(format!("staged {f} not yet installed"));
         }
     }
+    for (path, problem) in private_file_problems(cx) {
+        missing.push(match problem {
+            Exposure::Mode(m) => {
+                format!("{path} has mode {m:04o}, wider than 0600 (will be repaired)")
+            }
+            Exposure::Owner(uid) => {
+                format!("{path} is owned by uid {uid}, not by the running user")
+            }
+        });
+    }
     Ok(if missing.is_empty() {
         Check::Done("credentials installed and verified; bootstrap credential removed".into())
     } else {
@@ -105,8 +115,73 @@ fn staged_or_installed(
     })
 }
 
+/// How an installed private file is exposed.
+enum Exposure {
+    /// Readable or writable by group or others.
+    Mode(u32),
+    /// Owned by another user.
+    Owner(u32),
+}
+
+/// The installed files that hold a private key or credentials (for the kubelet's `-current.pem`
+/// links, the files they point at).
+fn private_files(cx: &Ctx) -> Vec<String> {
+    let mut out = vec![cx.layout.path("kubeconfig").to_string()];
+    for var in ["client_current", "server_current"] {
+        if let Some(link) = cx.layout.get(var)
+            && let Some(target) = cx.world.read_link(link)
+        {
+            out.push(crate::engine::world::sibling(link, &target));
+        }
+    }
+    if let Some(key) = cx.layout.get("serving_key") {
+        out.push(key.to_string());
+    }
+    out
+}
+
+/// Installed private files that are not private any more (chmod, chown by someone else).
+fn private_file_problems(cx: &Ctx) -> Vec<(String, Exposure)> {
+    let me = crate::files::confined::euid();
+    private_files(cx)
+        .into_iter()
+        .filter_map(|p| {
+            let (mode, owner) = cx.world.mode_and_owner(&p)?;
+            if owner != me {
+                Some((p, Exposure::Owner(owner)))
+            } else if mode & 0o077 != 0 {
+                Some((p, Exposure::Mode(mode)))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// Narrows installed private files back to 0600 (saying so); refuses files another user owns.
+fn repair_private_files(cx: &mut Ctx) -> Result<()> {
+    for (path, problem) in private_file_problems(cx) {
+        match problem {
+            Exposure::Owner(uid) => {
+                return Err(Error::conflict(format!(
+                    "{path} is owned by uid {uid}, not by the running user (uid {}): bootlet does not adopt credentials another user owns; chown it back or move it away, then rerun",
+                    crate::files::confined::euid()
+                )));
+            }
+            Exposure::Mode(mode) => {
+                cx.world.repair_mode(&path, SECRET_FILE_MODE)?;
+                cx.act(format!(
+                    "Repaired the mode of {path}: {mode:04o} -> 0600 (it holds private credentials)"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Commits the credentials.
 pub async fn run(cx: &mut Ctx) -> Result<()> {
+    repair_private_files(cx)?;
     let rec = ClusterRecord::require(cx)?;
     let (client, _) = staged_or_installed(cx, CertKind::Client, &rec)?.ok_or_else(|| {
         cx.missing(

@@ -1,0 +1,477 @@
+//! File operations that cannot leave the root: every directory on the way to a target is opened
+//! component by component with `O_NOFOLLOW | O_DIRECTORY`, and files are created, renamed, linked
+//! and removed relative to that directory handle (`openat`, `renameat`, `symlinkat`, `unlinkat`).
+//! A symlinked directory planted under the root (`etc -> /etc`, `var/lib/kubelet/pki -> /tmp/x`)
+//! is therefore refused by name instead of being written through.
+//!
+//! The one exception is `--root /`: there every path is inside the root by definition, and hosts
+//! commonly move `/var/lib/kubelet` to a bigger disk with a link, so links owned by root (or by the
+//! running user) are followed; links owned by anyone else still are not.
+
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
+
+use crate::error::{Error, Result};
+
+use super::{PRIVATE_DIR_MODE, SYNCS, TEMP_PREFIX};
+
+/// What `lstat` says about a file under the root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    /// Regular file (not a link, directory, device or fifo).
+    pub is_file: bool,
+    /// A symbolic link.
+    pub is_symlink: bool,
+    /// Owner.
+    pub uid: u32,
+    /// Permission bits.
+    pub mode: u32,
+}
+
+impl Meta {
+    fn of(st: &rustix::fs::Stat) -> Meta {
+        let kind = FileType::from_raw_mode(st.st_mode);
+        Meta {
+            is_file: kind == FileType::RegularFile,
+            is_symlink: kind == FileType::Symlink,
+            uid: st.st_uid,
+            mode: st.st_mode & 0o7777,
+        }
+    }
+}
+
+/// The effective user id of this process.
+pub fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+fn io_err(action: &str, shown: &str, e: Errno) -> Error {
+    Error::io(action, Path::new(shown), std::io::Error::from(e))
+}
+
+/// `dir/name` for messages.
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() || dir == "/" {
+        format!("/{name}")
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+fn components(inside: &str) -> impl Iterator<Item = &str> {
+    inside.split('/').filter(|c| !c.is_empty() && *c != ".")
+}
+
+/// Splits an inside-root file path into its directory and file name.
+fn split(inside: &str) -> Result<(&str, &str)> {
+    let trimmed = inside.trim_end_matches('/');
+    match trimmed.rfind('/') {
+        Some(i) if i + 1 < trimmed.len() => Ok((&trimmed[..i], &trimmed[i + 1..])),
+        None if !trimmed.is_empty() => Ok(("", trimmed)),
+        _ => Err(Error::internal(format!("{inside:?} names no file"))),
+    }
+}
+
+fn open_root(root: &Path, create: bool) -> Result<Option<OwnedFd>> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    match rustix::fs::open(root, flags, Mode::empty()) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::NOENT) if create => {
+            // The root itself is the operator's choice: links above and at it are theirs.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode_private()
+                .create(root)
+                .map_err(|e| Error::io("create directory", root, e))?;
+            rustix::fs::open(root, flags, Mode::empty())
+                .map(Some)
+                .map_err(|e| io_err("open", &root.display().to_string(), e))
+        }
+        Err(Errno::NOENT) => Ok(None),
+        Err(Errno::NOTDIR) => Err(Error::conflict(format!(
+            "the root {} is not a directory; choose another --root",
+            root.display()
+        ))),
+        Err(e) => Err(io_err("open", &root.display().to_string(), e)),
+    }
+}
+
+trait PrivateDirBuilder {
+    fn mode_private(&mut self) -> &mut Self;
+}
+
+impl PrivateDirBuilder for std::fs::DirBuilder {
+    fn mode_private(&mut self) -> &mut Self {
+        std::os::unix::fs::DirBuilderExt::mode(self, PRIVATE_DIR_MODE)
+    }
+}
+
+fn refuse_link(root: &Path, dir: &impl AsFd, name: &str, shown: &str) -> Error {
+    let target = rustix::fs::readlinkat(dir, name, Vec::new())
+        .map(|t| t.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "?".into());
+    Error::conflict(format!(
+        "{shown} is a symbolic link (to {target}): bootlet writes only inside --root {} and follows no link on the way; replace the link with a real directory, or choose another --root",
+        root.display()
+    ))
+}
+
+/// Opens the directory `inside_dir` under `root` without following links (see the module
+/// comment for `--root /`). With `create`, missing directories are made 0700; without it, a
+/// missing directory is `None`.
+pub fn open_dir(root: &Path, inside_dir: &str, create: bool) -> Result<Option<OwnedFd>> {
+    let Some(mut fd) = open_root(root, create)? else {
+        return Ok(None);
+    };
+    let admin_links_ok = root == Path::new("/");
+    let mut shown = String::new();
+    for name in components(inside_dir) {
+        if name == ".." {
+            return Err(Error::internal(format!(
+                "{inside_dir:?} climbs out of the root; this is a bug in bootlet"
+            )));
+        }
+        shown = join(&shown, name);
+        let nofollow = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let next = match rustix::fs::openat(&fd, name, nofollow, Mode::empty()) {
+            Ok(next) => next,
+            Err(Errno::NOENT) if create => {
+                match rustix::fs::mkdirat(&fd, name, Mode::from_raw_mode(PRIVATE_DIR_MODE)) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(e) => return Err(io_err("create directory", &shown, e)),
+                }
+                let next = rustix::fs::openat(&fd, name, nofollow, Mode::empty())
+                    .map_err(|e| io_err("open directory", &shown, e))?;
+                // The umask may have narrowed the mode; a directory bootlet made is exactly 0700.
+                rustix::fs::fchmod(&next, Mode::from_raw_mode(PRIVATE_DIR_MODE))
+                    .map_err(|e| io_err("set mode of", &shown, e))?;
+                next
+            }
+            Err(Errno::NOENT) => return Ok(None),
+            Err(Errno::LOOP) | Err(Errno::NOTDIR) => {
+                let st = rustix::fs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| io_err("inspect", &shown, e))?;
+                let meta = Meta::of(&st);
+                if !meta.is_symlink {
+                    return Err(Error::conflict(format!(
+                        "{shown} exists but is not a directory; move it away"
+                    )));
+                }
+                if !(admin_links_ok && (meta.uid == 0 || meta.uid == euid())) {
+                    return Err(refuse_link(root, &fd, name, &shown));
+                }
+                let follow = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+                rustix::fs::openat(&fd, name, follow, Mode::empty())
+                    .map_err(|e| io_err("open directory", &shown, e))?
+            }
+            Err(e) => return Err(io_err("open directory", &shown, e)),
+        };
+        fd = next;
+    }
+    Ok(Some(fd))
+}
+
+/// Checks that none of `inside_dirs` (as far as they exist) runs through a symlinked directory:
+/// the preflight view of [`open_dir`], so that a planted link is reported before any phase reads
+/// through it.
+pub fn check_dirs(root: &Path, inside_dirs: &[String]) -> Result<()> {
+    for d in inside_dirs {
+        open_dir(root, d, false)?;
+    }
+    Ok(())
+}
+
+/// A file written to a temporary name beside its target and made durable, not yet renamed over
+/// it: [`Staged::commit`] makes it visible. The World defers commits of tracked state files until
+/// the journal that records them is written.
+#[derive(Debug)]
+pub struct Staged {
+    dir: OwnedFd,
+    temp: String,
+    name: String,
+    shown: String,
+}
+
+impl Staged {
+    /// Renames the temporary file over the target (the directory is synced later by the caller).
+    pub fn commit(self) -> Result<()> {
+        rustix::fs::renameat(&self.dir, self.temp.as_str(), &self.dir, self.name.as_str()).map_err(
+            |e| match e {
+                Errno::ISDIR | Errno::NOTEMPTY => Error::conflict(format!(
+                    "{} is a directory where bootlet keeps a file; move it away",
+                    self.shown
+                )),
+                e => io_err("rename into place", &self.shown, e),
+            },
+        )
+    }
+
+    /// Removes the temporary file (a write that will not be committed).
+    pub fn abandon(self) {
+        let _ = rustix::fs::unlinkat(&self.dir, self.temp.as_str(), AtFlags::empty());
+    }
+}
+
+fn temp_name(name: &str, n: u32) -> String {
+    format!("{TEMP_PREFIX}{name}-{}-{n}", std::process::id())
+}
+
+/// Writes `contents` with exactly `mode` to a temporary file beside `inside` and fsyncs it.
+/// The mode is set before any byte is written, so a key is never readable by others.
+pub fn stage(root: &Path, inside: &str, contents: &[u8], mode: u32) -> Result<Staged> {
+    let (dir_inside, name) = split(inside)?;
+    let dir = open_dir(root, dir_inside, true)?.expect("created");
+    let mut n = 0;
+    let (fd, temp) = loop {
+        let temp = temp_name(name, n);
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        match rustix::fs::openat(
+            &dir,
+            temp.as_str(),
+            flags,
+            Mode::from_raw_mode(mode & 0o600),
+        ) {
+            Ok(fd) => break (fd, temp),
+            Err(Errno::EXIST) if n < 100 => n += 1,
+            Err(e) => return Err(io_err("create a temporary file beside", inside, e)),
+        }
+    };
+    let staged = Staged {
+        dir,
+        temp,
+        name: name.to_string(),
+        shown: inside.to_string(),
+    };
+    let written = (|| {
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))
+            .map_err(|e| io_err("set mode of", inside, e))?;
+        let mut file = std::fs::File::from(fd);
+        file.write_all(contents)
+            .map_err(|e| Error::io("write", Path::new(inside), e))?;
+        SYNCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        file.sync_all()
+            .map_err(|e| Error::io("fsync", Path::new(inside), e))
+    })();
+    match written {
+        Ok(()) => Ok(staged),
+        Err(e) => {
+            staged.abandon();
+            Err(e)
+        }
+    }
+}
+
+/// Writes `inside` atomically (temporary file, fsync, rename); the caller syncs the directory.
+pub fn write(root: &Path, inside: &str, contents: &[u8], mode: u32) -> Result<()> {
+    stage(root, inside, contents, mode)?.commit()
+}
+
+/// Points the symlink `inside` at `target` (a name in the same directory) by renaming a new link
+/// over the old one, unlike the kubelet's remove-then-rename (certificate_store.go
+/// `updateSymlink`), which leaves a moment with no `-current.pem` at all.
+pub fn symlink(root: &Path, inside: &str, target: &str) -> Result<()> {
+    let (dir_inside, name) = split(inside)?;
+    let dir = open_dir(root, dir_inside, true)?.expect("created");
+    match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) if !Meta::of(&st).is_symlink => {
+            return Err(Error::conflict(format!(
+                "{inside} is a regular file where bootlet keeps a symlink; move it away"
+            )));
+        }
+        _ => {}
+    }
+    let temp = temp_name(name, 0);
+    let _ = rustix::fs::unlinkat(&dir, temp.as_str(), AtFlags::empty());
+    rustix::fs::symlinkat(target, &dir, temp.as_str())
+        .map_err(|e| io_err("create symlink", inside, e))?;
+    rustix::fs::renameat(&dir, temp.as_str(), &dir, name)
+        .map_err(|e| io_err("rename symlink into place", inside, e))
+}
+
+/// Removes the file or link `inside` if present; returns whether it did. The caller syncs.
+pub fn remove(root: &Path, inside: &str) -> Result<bool> {
+    let (dir_inside, name) = split(inside)?;
+    let Some(dir) = open_dir(root, dir_inside, false)? else {
+        return Ok(false);
+    };
+    match rustix::fs::unlinkat(&dir, name, AtFlags::empty()) {
+        Ok(()) => Ok(true),
+        Err(Errno::NOENT) => Ok(false),
+        Err(e) => Err(io_err("remove", inside, e)),
+    }
+}
+
+/// fsyncs the directory `inside_dir`, making renames and removals in it durable.
+pub fn sync_dir(root: &Path, inside_dir: &str) -> Result<()> {
+    let Some(dir) = open_dir(root, inside_dir, false)? else {
+        return Ok(());
+    };
+    SYNCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    rustix::fs::fsync(&dir).map_err(|e| io_err("fsync directory", inside_dir, e))
+}
+
+/// `lstat` of `inside`, `None` when absent.
+pub fn stat(root: &Path, inside: &str) -> Result<Option<Meta>> {
+    let (dir_inside, name) = split(inside)?;
+    let Some(dir) = open_dir(root, dir_inside, false)? else {
+        return Ok(None);
+    };
+    match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(Meta::of(&st))),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(io_err("inspect", inside, e)),
+    }
+}
+
+/// Reads `inside` without following a link at its end; a link or special file comes back with
+/// no content and its [`Meta`] for the caller to refuse.
+pub fn read_nofollow(root: &Path, inside: &str) -> Result<Option<(Vec<u8>, Meta)>> {
+    let (dir_inside, name) = split(inside)?;
+    let Some(dir) = open_dir(root, dir_inside, false)? else {
+        return Ok(None);
+    };
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let fd = match rustix::fs::openat(&dir, name, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(None),
+        Err(Errno::LOOP) => {
+            let st = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| io_err("inspect", inside, e))?;
+            return Ok(Some((Vec::new(), Meta::of(&st))));
+        }
+        Err(e) => return Err(io_err("open", inside, e)),
+    };
+    let meta = Meta::of(&rustix::fs::fstat(&fd).map_err(|e| io_err("inspect", inside, e))?);
+    if !meta.is_file {
+        return Ok(Some((Vec::new(), meta)));
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut bytes)
+        .map_err(|e| Error::io("read", Path::new(inside), e))?;
+    Ok(Some((bytes, meta)))
+}
+
+/// Sets the mode of the regular file `inside` (not following a link at its end).
+pub fn set_mode(root: &Path, inside: &str, mode: u32) -> Result<()> {
+    let (dir_inside, name) = split(inside)?;
+    let dir = open_dir(root, dir_inside, false)?
+        .ok_or_else(|| Error::conflict(format!("{inside} vanished while bootlet repaired it")))?;
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let fd = rustix::fs::openat(&dir, name, flags, Mode::empty())
+        .map_err(|e| io_err("open", inside, e))?;
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| io_err("set mode of", inside, e))
+}
+
+/// Removes temporary files an interrupted writer left in `inside_dir` (they never sit at a
+/// target path).
+pub fn remove_stale_temps(root: &Path, inside_dir: &str) {
+    let Ok(Some(dir)) = open_dir(root, inside_dir, false) else {
+        return;
+    };
+    let Ok(entries) = rustix::fs::Dir::read_from(&dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(TEMP_PREFIX) {
+            let _ = rustix::fs::unlinkat(&dir, name.as_str(), AtFlags::empty());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_land_inside_and_links_on_the_way_are_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        write(root.path(), "/a/b/key.pem", b"one", 0o600).unwrap();
+        assert_eq!(
+            std::fs::read(root.path().join("a/b/key.pem")).unwrap(),
+            b"one"
+        );
+        assert_eq!(
+            std::fs::metadata(root.path().join("a/b"))
+                .unwrap()
+                .permissions(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o40700)
+        );
+        std::os::unix::fs::symlink(outside.path(), root.path().join("a/evil")).unwrap();
+        let e = write(root.path(), "/a/evil/key.pem", b"x", 0o600).unwrap_err();
+        assert_eq!(e.kind(), crate::error::ErrorKind::Conflict);
+        assert!(e.message().contains("/a/evil is a symbolic link"), "{e}");
+        assert!(std::fs::read_dir(outside.path()).unwrap().next().is_none());
+        assert!(check_dirs(root.path(), &["/a/evil/x".into()]).is_err());
+        check_dirs(root.path(), &["/a/b".into(), "/nothing/here".into()]).unwrap();
+    }
+
+    #[test]
+    fn under_root_slash_links_owned_by_root_are_followed() {
+        // /proc/self is a link owned by root: fine when the root is / (it cannot lead outside),
+        // refused under any other root.
+        if std::fs::symlink_metadata("/proc/self")
+            .is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        {
+            assert!(
+                open_dir(Path::new("/"), "/proc/self", false)
+                    .unwrap()
+                    .is_some()
+            );
+        }
+        let root = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/proc", root.path().join("p")).unwrap();
+        assert!(open_dir(root.path(), "/p", false).is_err());
+    }
+
+    #[test]
+    fn a_link_at_the_target_is_replaced_not_followed() {
+        let root = tempfile::tempdir().unwrap();
+        let victim = root.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        std::os::unix::fs::symlink(&victim, root.path().join("t")).unwrap();
+        let (bytes, meta) = read_nofollow(root.path(), "/t").unwrap().unwrap();
+        assert!(meta.is_symlink && bytes.is_empty());
+        write(root.path(), "/t", b"new", 0o644).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+        assert_eq!(std::fs::read(root.path().join("t")).unwrap(), b"new");
+    }
+
+    #[test]
+    fn symlinks_swap_and_refuse_regular_files() {
+        let root = tempfile::tempdir().unwrap();
+        symlink(root.path(), "/cur.pem", "a.pem").unwrap();
+        symlink(root.path(), "/cur.pem", "b.pem").unwrap();
+        assert_eq!(
+            std::fs::read_link(root.path().join("cur.pem")).unwrap(),
+            Path::new("b.pem")
+        );
+        write(root.path(), "/plain.pem", b"x", 0o600).unwrap();
+        assert!(symlink(root.path(), "/plain.pem", "b.pem").is_err());
+        assert!(remove(root.path(), "/cur.pem").unwrap());
+        assert!(!remove(root.path(), "/cur.pem").unwrap());
+        assert!(!remove(root.path(), "/no/such/dir/file").unwrap());
+    }
+
+    #[test]
+    fn staged_writes_are_invisible_until_committed() {
+        let root = tempfile::tempdir().unwrap();
+        let s = stage(root.path(), "/d/f", b"v", 0o600).unwrap();
+        assert!(!root.path().join("d/f").exists());
+        s.commit().unwrap();
+        assert_eq!(std::fs::read(root.path().join("d/f")).unwrap(), b"v");
+        stage(root.path(), "/d/g", b"v", 0o600).unwrap().abandon();
+        let names: Vec<_> = std::fs::read_dir(root.path().join("d"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, ["f"]);
+    }
+}
