@@ -126,7 +126,7 @@ fn settings(o: Options) -> Settings {
 async fn join(o: Options) -> Duration {
     let s = settings(o);
     let t = Instant::now();
-    let outcome = execute(Command::Join, s, Output::quiet()).await;
+    let outcome = execute(Command::join(), s, Output::quiet()).await;
     if let Some(e) = outcome.error {
         panic!("join failed: {e}");
     }
@@ -309,7 +309,7 @@ fn profile(b: &Bench, n: usize) {
             &format!("prof-{i}"),
             &bootstrap,
         ));
-        let outcome = b.rt.block_on(execute(Command::Join, s, Output::quiet()));
+        let outcome = b.rt.block_on(execute(Command::join(), s, Output::quiet()));
         for p in outcome.report.phases {
             by_phase
                 .entry(p.name)

@@ -4,8 +4,8 @@ use std::ffi::OsString;
 
 use clap::{CommandFactory, FromArgMatches};
 
-use crate::cli::{Cli, Cmd, GraphFormat, JoinArgs};
-use crate::engine::graph::PhaseGraph;
+use crate::cli::{CertsCmd, Cli, Cmd, GraphFormat};
+use crate::engine::graph::{PhaseGraph, workflow_names};
 use crate::engine::{Command, execute};
 use crate::error::{Error, Result};
 use crate::output::Output;
@@ -109,11 +109,63 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
-        Cmd::Join(args) => run_engine(Command::Join, &args),
-        Cmd::Phase { name, args } => run_engine(Command::Phase(name), &args),
-        Cmd::Plan(args) => run_engine(Command::Plan, &args),
-        Cmd::Graph { format } => {
-            let g = PhaseGraph::embedded()?;
+        Cmd::Join(args) => run_engine(Command::join(), settings_from(args.node.config.as_deref(), args.to_options())?),
+        Cmd::Phase {
+            name,
+            workflow,
+            force,
+            args,
+        } => {
+            let mut settings = settings_from(args.node.config.as_deref(), args.to_options())?;
+            settings.force = force;
+            run_engine(Command::Phase { workflow, name }, settings)
+        }
+        Cmd::Plan {
+            workflow,
+            force,
+            mut args,
+        } => {
+            // `bootlet plan renew`: the first argument names a workflow when it is one.
+            let workflow = match workflow {
+                Some(w) => w,
+                None => match args.api_server_endpoint.take() {
+                    Some(e) if workflow_names().contains(&e) => e,
+                    endpoint => {
+                        args.api_server_endpoint = endpoint;
+                        "join".into()
+                    }
+                },
+            };
+            let mut settings = settings_from(args.node.config.as_deref(), args.to_options())?;
+            settings.force = force;
+            run_engine(Command::Plan(workflow), settings)
+        }
+        Cmd::Renew(args) => {
+            let mut settings = settings_from(args.node.config.as_deref(), args.to_options())?;
+            settings.force = args.force;
+            if args.watch {
+                runtime()?.block_on(crate::watch::run(settings))?;
+                Ok(0)
+            } else {
+                run_engine(Command::Run("renew".into()), settings)
+            }
+        }
+        Cmd::Reset(args) => {
+            let mut settings = settings_from(args.node.config.as_deref(), args.to_options())?;
+            settings.force = args.force;
+            if !args.force && !args.dry_run {
+                confirm_reset(&settings)?;
+            }
+            run_engine(Command::Run("reset".into()), settings)
+        }
+        Cmd::Certs {
+            command: CertsCmd::CheckExpiration(args),
+        } => {
+            let settings = settings_from(args.config.as_deref(), args.to_options())?;
+            crate::expiration::run(&settings)
+        }
+        Cmd::Graph { format, workflow } => {
+            let g = PhaseGraph::workflow(&workflow)?;
             print!(
                 "{}",
                 match format {
@@ -153,7 +205,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::GenDocs { out } => {
-            let text = crate::docs::phases_md(&PhaseGraph::embedded()?);
+            let text = crate::docs::phases_md(&crate::engine::graph::workflows()?);
             std::fs::write(&out, text).map_err(|e| Error::io("write", &out, e))?;
             Ok(0)
         }
@@ -207,6 +259,10 @@ fn sandbox_options(args: &crate::cli::SandboxArgs) -> Result<crate::sandbox::San
         tamper_cluster_info: args.tamper_cluster_info,
         fault_rate: args.fault_rate,
         latency_ms,
+        signing_duration: crate::settings::parse_duration(
+            &args.signing_duration,
+            "--signing-duration",
+        )?,
         drop_watch_after: args
             .drop_watch_after
             .as_deref()
@@ -251,24 +307,41 @@ async fn run_sandbox(
     Ok(())
 }
 
-/// Resolves settings from a config file and flags.
-pub fn settings_from(args: &JoinArgs) -> Result<Settings> {
-    let file = match &args.config {
+/// kubeadm's question before a reset; anything but yes leaves everything in place.
+fn confirm_reset(settings: &Settings) -> Result<()> {
+    use std::io::{BufRead, Write};
+    eprint!(
+        "[reset] WARNING: bootlet will remove the files it wrote under {} (its journal lists them; `bootlet reset --dry-run` shows them).\n[reset] Are you sure you want to proceed? [y/N]: ",
+        settings.root.display()
+    );
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+        return Ok(());
+    }
+    Err(Error::usage(
+        "reset was not confirmed; nothing was removed. Answer y, or pass --force",
+    ))
+}
+
+/// Resolves settings from a config file and the flags' options (flags win).
+pub fn settings_from(config: Option<&std::path::Path>, flags: Options) -> Result<Settings> {
+    let file = match config {
         Some(p) => Options::from_file(p)?,
         None => Options::default(),
     };
     let env_token = std::env::var("BOOTLET_TOKEN").ok();
-    Settings::resolve(file.overlaid_by(args.to_options()), env_token)
+    Settings::resolve(file.overlaid_by(flags), env_token)
 }
 
-fn run_engine(command: Command, args: &JoinArgs) -> Result<i32> {
-    let settings = settings_from(args)?;
+fn run_engine(command: Command, settings: Settings) -> Result<i32> {
     let json = settings.output == OutputFormat::Json;
     let dry_run = settings.dry_run;
     let out = Output::new(json);
     let outcome = runtime()?.block_on(execute(command.clone(), settings, out));
     if json {
-        if command == Command::Plan {
+        if command.is_plan() {
             println!(
                 "{}",
                 serde_json::to_string_pretty(&serde_json::json!({"phases": outcome.plan}))
@@ -277,7 +350,7 @@ fn run_engine(command: Command, args: &JoinArgs) -> Result<i32> {
         } else {
             println!("{}", outcome.report.to_json());
         }
-    } else if dry_run && command != Command::Plan {
+    } else if dry_run && !command.is_plan() {
         print!("{}", outcome.report.render_text());
     }
     if let Some(dir) = &outcome.report.dry_run_dir {

@@ -14,6 +14,9 @@ pub const TOP_EXAMPLES: &str = "Examples:
   bootlet join 10.0.0.1:6443 --token-file /run/token --discovery-token-ca-cert-hash sha256:<hex>
   bootlet join --dry-run -o json --discovery-file cluster.conf --token-file /run/token
   bootlet plan --bootstrap-kubeconfig bootstrap.conf
+  bootlet renew --watch                          # rotate certificates before they expire
+  bootlet certs check-expiration
+  bootlet reset                                  # undo what bootlet wrote
 See `bootlet help <command>` for more, and --help (long) for exit codes.";
 
 /// The exit-code table of the long help.
@@ -58,33 +61,74 @@ pub enum Cmd {
   # Audit: everything the join would write and send, nothing changed:
   bootlet join --dry-run -o json --bootstrap-kubeconfig bootstrap.conf")]
     Join(JoinArgs),
-    /// Run one phase (after checking whether it is already done).
+    /// Rotate the node's client and serving certificates when they are due (70-90 % of their lifetime), as the node itself.
+    #[command(after_help = "Examples:
+  bootlet renew                                  # renews what is past its rotation deadline; else a no-op
+  bootlet renew --force                          # renew both now
+  bootlet renew --watch                          # keep running (see contrib/systemd/bootlet-renew.service)
+  bootlet renew --skip-phases serving-csr --force   # the client certificate only")]
+    Renew(RenewArgs),
+    /// Remove what bootlet wrote under the root (per its journal), nothing else. Asks first unless --force.
+    #[command(after_help = "Examples:
+  bootlet reset --dry-run                        # list what would be removed
+  bootlet reset --force --root /mnt/image")]
+    Reset(ResetArgs),
+    /// Certificates bootlet manages on this node.
+    Certs {
+        /// What to do.
+        #[command(subcommand)]
+        command: CertsCmd,
+    },
+    /// Run one phase of a workflow (after checking whether it is already done).
     #[command(after_help = "Examples:
   bootlet phase token --root /tmp/admin          # generate and store a token
   bootlet phase secret --root /tmp/admin --admin-kubeconfig admin.conf
   bootlet phase kubeconfig --root /tmp/admin --admin-kubeconfig admin.conf
-  bootlet phase client-csr --dry-run --dry-run-dir /tmp/audit")]
+  bootlet phase client-csr --dry-run --dry-run-dir /tmp/audit
+  bootlet phase client-csr --workflow renew --force")]
     Phase {
         /// Phase name (see `bootlet graph`).
         name: String,
+        /// The workflow the phase belongs to.
+        #[arg(long, default_value = "join", value_name = "WORKFLOW")]
+        workflow: String,
+        /// Renew: rotate now, whatever the deadlines say.
+        #[arg(long)]
+        force: bool,
         /// Join options.
         #[command(flatten)]
         args: JoinArgs,
     },
-    /// Show each phase's status (done, will run, skipped) and why. Changes nothing.
+    /// Show each phase's status (done, will run, skipped) and why. Changes nothing. `bootlet plan renew` plans the renew workflow.
     #[command(after_help = "Examples:
   bootlet plan --bootstrap-kubeconfig bootstrap.conf
-  bootlet plan -o json --root /mnt/image")]
-    Plan(JoinArgs),
-    /// Print the phase graph.
+  bootlet plan -o json --root /mnt/image
+  bootlet plan renew                             # which certificates are due, and when
+  bootlet plan reset                             # what reset would remove")]
+    Plan {
+        /// The workflow to plan (also accepted as the first argument: `bootlet plan renew`).
+        #[arg(long, value_name = "WORKFLOW")]
+        workflow: Option<String>,
+        /// Renew: plan as if --force were given.
+        #[arg(long)]
+        force: bool,
+        /// Join options.
+        #[command(flatten)]
+        args: JoinArgs,
+    },
+    /// Print a workflow's phase graph.
     #[command(after_help = "Examples:
   bootlet graph
+  bootlet graph --workflow renew
   bootlet graph --format dot | dot -Tsvg > phases.svg
   bootlet graph --format mermaid")]
     Graph {
         /// Rendering.
         #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
         format: GraphFormat,
+        /// The workflow (join, renew, reset).
+        #[arg(long, default_value = "join", value_name = "WORKFLOW")]
+        workflow: String,
     },
     /// Print the `sha256:` pin of each CA certificate in a PEM file, for --discovery-token-ca-cert-hash.
     #[command(after_help = "Examples:
@@ -98,6 +142,7 @@ pub enum Cmd {
     #[command(after_help = "Examples:
   bootlet sandbox --dir /tmp/sb                  # prints the URL; kubectl --kubeconfig /tmp/sb/admin.conf get ns
   bootlet sandbox --dir /tmp/sb --port 6443 --auto-approve-serving
+  bootlet sandbox --dir /tmp/sb --signing-duration 2m    # short-lived certificates, to watch renew work
   bootlet sandbox --dir /tmp/sb --fault-rate 0.3 --latency 50-200 --drop-watch-after 3s")]
     Sandbox(SandboxArgs),
     /// Run the whole join flow (admin side, then node side) against an in-process sandbox.
@@ -148,6 +193,9 @@ pub struct SandboxArgs {
     /// Added latency per request: MS or MIN-MAX.
     #[arg(long, value_name = "MS")]
     pub latency: Option<String>,
+    /// Lifetime of the certificates the signer issues (kube-controller-manager's --cluster-signing-duration); a CSR's expirationSeconds is honoured when shorter (at least 600 s).
+    #[arg(long, value_name = "DURATION", default_value = "8760h")]
+    pub signing_duration: String,
     /// Drop every watch connection after this long (e.g. 3s).
     #[arg(long, value_name = "DURATION")]
     pub drop_watch_after: Option<String>,
@@ -167,13 +215,9 @@ pub enum GraphFormat {
     Mermaid,
 }
 
-/// Options shared by join, phase and plan. Each may also be set in `--config FILE.toml` under the
-/// flag's name; flags win.
+/// Options every node-side command shares: where the node's files are and who it is.
 #[derive(Debug, Clone, Args, Default)]
-pub struct JoinArgs {
-    /// API server endpoint for token discovery (host:port or https://host:port).
-    #[arg(value_name = "API_SERVER_ENDPOINT")]
-    pub api_server_endpoint: Option<String>,
+pub struct NodeArgs {
     /// TOML file holding any of these options (keys are the flag names); flags win.
     #[arg(long, value_name = "FILE.toml")]
     pub config: Option<PathBuf>,
@@ -189,12 +233,53 @@ pub struct JoinArgs {
     /// Krustlet data directory (inside the root) [env: KRUSTLET_DATA_DIR, default ~/.krustlet].
     #[arg(long, value_name = "DIR")]
     pub krustlet_data_dir: Option<String>,
-    /// Node name [default: the host name].
+    /// Node name [default: the journal's, else the host name].
     #[arg(long)]
     pub node_name: Option<String>,
+    /// Output format: kubeadm-style text, or one JSON document on stdout (progress goes to stderr).
+    #[arg(short, long, value_enum)]
+    pub output: Option<OutputArg>,
+}
+
+/// Options of the node-side workflows that talk to the cluster (join, renew).
+#[derive(Debug, Clone, Args, Default)]
+pub struct ClusterArgs {
     /// Node IP for the serving certificate (repeatable) [default: the address used to reach the API server].
     #[arg(long, value_name = "IP")]
     pub node_ip: Vec<String>,
+    /// Bootstrap kubeconfig handed over by an admin (renew: the fallback when the client certificate has expired).
+    #[arg(long, value_name = "FILE")]
+    pub bootstrap_kubeconfig: Option<PathBuf>,
+    /// Write everything into a temporary directory instead of the root; send no mutating request.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Directory for --dry-run (kept; reuse it to chain single dry-run phases). Implies --dry-run.
+    #[arg(long, value_name = "DIR")]
+    pub dry_run_dir: Option<PathBuf>,
+    /// Phases not to run (e.g. serving-csr: a node with client credentials only).
+    #[arg(long, value_delimiter = ',', value_name = "A,B")]
+    pub skip_phases: Vec<String>,
+    /// How long to wait for each CSR to be approved and signed [default: 5m].
+    #[arg(long, value_name = "DURATION")]
+    pub approval_timeout: Option<String>,
+    /// Retry budget of each API call against transient failures [default: 60s].
+    #[arg(long, value_name = "DURATION")]
+    pub api_timeout: Option<String>,
+}
+
+/// Options shared by join, phase and plan. Each may also be set in `--config FILE.toml` under the
+/// flag's name; flags win.
+#[derive(Debug, Clone, Args, Default)]
+pub struct JoinArgs {
+    /// API server endpoint for token discovery (host:port or https://host:port).
+    #[arg(value_name = "API_SERVER_ENDPOINT")]
+    pub api_server_endpoint: Option<String>,
+    /// Where the node's files are and who it is.
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// How the node reaches the cluster.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     /// Admin kubeconfig: enables the secret phase and can serve as the discovery source.
     #[arg(long, value_name = "FILE")]
     pub admin_kubeconfig: Option<PathBuf>,
@@ -210,9 +295,6 @@ pub struct JoinArgs {
     /// auth-extra-groups of that Secret [default: system:bootstrappers:kubeadm:default-node-token].
     #[arg(long, value_delimiter = ',', value_name = "GROUP,..")]
     pub token_groups: Vec<String>,
-    /// Bootstrap kubeconfig handed over by an admin.
-    #[arg(long, value_name = "FILE")]
-    pub bootstrap_kubeconfig: Option<PathBuf>,
     /// Kubeconfig with the cluster's server and CA, for file discovery.
     #[arg(long, value_name = "FILE")]
     pub discovery_file: Option<PathBuf>,
@@ -225,33 +307,56 @@ pub struct JoinArgs {
     /// How long token discovery waits for a signed cluster-info [default: 5m].
     #[arg(long, value_name = "DURATION")]
     pub discovery_timeout: Option<String>,
-    /// Write everything into a temporary directory instead of the root; send no mutating request.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Directory for --dry-run (kept; reuse it to chain single dry-run phases). Implies --dry-run.
-    #[arg(long, value_name = "DIR")]
-    pub dry_run_dir: Option<PathBuf>,
-    /// Phases not to run.
-    #[arg(long, value_delimiter = ',', value_name = "A,B")]
-    pub skip_phases: Vec<String>,
     /// Preflight checks to downgrade to warnings, by name, or `all`.
     #[arg(long, value_delimiter = ',', value_name = "A,B|all")]
     pub ignore_preflight_errors: Vec<String>,
-    /// How long to wait for each CSR to be approved and signed [default: 5m].
-    #[arg(long, value_name = "DURATION")]
-    pub approval_timeout: Option<String>,
-    /// Retry budget of each API call against transient failures [default: 60s].
-    #[arg(long, value_name = "DURATION")]
-    pub api_timeout: Option<String>,
     /// Keep the bootstrap kubeconfig and token file after success.
     #[arg(long)]
     pub keep_bootstrap_kubeconfig: bool,
     /// Generate a fresh bootstrap token even if an earlier run stored one (an expired stored token is never reused).
     #[arg(long)]
     pub new_token: bool,
-    /// Output format: kubeadm-style text, or one JSON document on stdout (progress goes to stderr).
-    #[arg(short, long, value_enum)]
-    pub output: Option<OutputArg>,
+}
+
+/// `bootlet renew` options.
+#[derive(Debug, Clone, Args, Default)]
+pub struct RenewArgs {
+    /// Where the node's files are and who it is.
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// How the node reaches the cluster.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Renew now, whatever the rotation deadlines say.
+    #[arg(long)]
+    pub force: bool,
+    /// Keep running: sleep until the earliest rotation deadline, renew, repeat (until SIGTERM/SIGINT).
+    #[arg(long, conflicts_with_all = ["force", "dry_run", "dry_run_dir"])]
+    pub watch: bool,
+}
+
+/// `bootlet reset` options.
+#[derive(Debug, Clone, Args, Default)]
+pub struct ResetArgs {
+    /// Where the node's files are and who it is.
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub force: bool,
+    /// List what would be removed; remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `bootlet certs` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CertsCmd {
+    /// For each credential bootlet manages: subject, not-after, residual time, rotation deadline and whether it verifies against the cluster CA. Exits 5 when one has expired.
+    #[command(after_help = "Examples:
+  bootlet certs check-expiration
+  bootlet certs check-expiration -o json --root /mnt/image")]
+    CheckExpiration(NodeArgs),
 }
 
 /// `--layout`.
@@ -272,13 +377,10 @@ pub enum OutputArg {
     Json,
 }
 
-impl JoinArgs {
+impl NodeArgs {
     /// The options these flags set (unset flags stay `None`, so a config file can fill them).
     pub fn to_options(&self) -> Options {
-        let list = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
-        let flag = |b: bool| b.then_some(true);
         Options {
-            api_server_endpoint: self.api_server_endpoint.clone(),
             root: self.root.clone(),
             layout: self.layout.map(|l| match l {
                 LayoutArg::Kubelet => LayoutKind::Kubelet,
@@ -287,31 +389,76 @@ impl JoinArgs {
             state_dir: self.state_dir.clone(),
             krustlet_data_dir: self.krustlet_data_dir.clone(),
             node_name: self.node_name.clone(),
+            output: self.output.map(|o| match o {
+                OutputArg::Text => OutputFormat::Text,
+                OutputArg::Json => OutputFormat::Json,
+            }),
+            ..Default::default()
+        }
+    }
+}
+
+fn list(v: &[String]) -> Option<Vec<String>> {
+    (!v.is_empty()).then(|| v.to_vec())
+}
+
+fn flag(b: bool) -> Option<bool> {
+    b.then_some(true)
+}
+
+impl ClusterArgs {
+    /// Adds the options these flags set to `o`.
+    pub fn add_to(&self, o: Options) -> Options {
+        Options {
             node_ip: list(&self.node_ip),
+            bootstrap_kubeconfig: self.bootstrap_kubeconfig.clone(),
+            dry_run: flag(self.dry_run),
+            dry_run_dir: self.dry_run_dir.clone(),
+            skip_phases: list(&self.skip_phases),
+            approval_timeout: self.approval_timeout.clone(),
+            api_timeout: self.api_timeout.clone(),
+            ..o
+        }
+    }
+}
+
+impl JoinArgs {
+    /// The options these flags set (unset flags stay `None`, so a config file can fill them).
+    pub fn to_options(&self) -> Options {
+        Options {
+            api_server_endpoint: self.api_server_endpoint.clone(),
             admin_kubeconfig: self.admin_kubeconfig.clone(),
             token: self.token.clone(),
             token_file: self.token_file.clone(),
             token_ttl: self.token_ttl.clone(),
             token_groups: list(&self.token_groups),
-            bootstrap_kubeconfig: self.bootstrap_kubeconfig.clone(),
             discovery_file: self.discovery_file.clone(),
             discovery_token_ca_cert_hash: list(&self.discovery_token_ca_cert_hash),
             discovery_token_unsafe_skip_ca_verification: flag(
                 self.discovery_token_unsafe_skip_ca_verification,
             ),
             discovery_timeout: self.discovery_timeout.clone(),
-            dry_run: flag(self.dry_run),
-            dry_run_dir: self.dry_run_dir.clone(),
-            skip_phases: list(&self.skip_phases),
             ignore_preflight_errors: list(&self.ignore_preflight_errors),
-            approval_timeout: self.approval_timeout.clone(),
-            api_timeout: self.api_timeout.clone(),
             keep_bootstrap_kubeconfig: flag(self.keep_bootstrap_kubeconfig),
             new_token: flag(self.new_token),
-            output: self.output.map(|o| match o {
-                OutputArg::Text => OutputFormat::Text,
-                OutputArg::Json => OutputFormat::Json,
-            }),
+            ..self.cluster.add_to(self.node.to_options())
+        }
+    }
+}
+
+impl RenewArgs {
+    /// The options these flags set.
+    pub fn to_options(&self) -> Options {
+        self.cluster.add_to(self.node.to_options())
+    }
+}
+
+impl ResetArgs {
+    /// The options these flags set.
+    pub fn to_options(&self) -> Options {
+        Options {
+            dry_run: flag(self.dry_run),
+            ..self.node.to_options()
         }
     }
 }

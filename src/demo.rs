@@ -74,7 +74,7 @@ async fn join_against(sandbox: &Sandbox, out: &Path, layout: LayoutKind) -> Resu
             node_name: Some(NODE.into()),
             ..Default::default()
         })?;
-        let outcome = execute(Command::Phase(phase.into()), s, Output::new(false)).await;
+        let outcome = execute(Command::join_phase(phase), s, Output::new(false)).await;
         if let Some(e) = outcome.error {
             return Err(e);
         }
@@ -101,7 +101,7 @@ async fn join_against(sandbox: &Sandbox, out: &Path, layout: LayoutKind) -> Resu
         approval_timeout: Some("60s".into()),
         ..Default::default()
     })?;
-    let outcome = execute(Command::Join, s, Output::new(false)).await;
+    let outcome = execute(Command::join(), s, Output::new(false)).await;
     approver.abort();
     if let Some(e) = outcome.error {
         return Err(e);

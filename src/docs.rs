@@ -1,18 +1,40 @@
-//! Generated documentation: `docs/phases.md` from the manifests (a test fails when it is stale).
+//! Generated documentation: `docs/phases.md` from every workflow's manifests (a test fails when
+//! it is stale).
 
 use crate::engine::graph::PhaseGraph;
 
 /// The text of `docs/phases.md`.
-pub fn phases_md(graph: &PhaseGraph) -> String {
+pub fn phases_md(workflows: &[PhaseGraph]) -> String {
     let mut out = String::from(
-        "# Phases\n\n<!-- Generated from phases/*.toml by `bootlet gen-docs`; do not edit. A test fails when this file is stale. -->\n\n",
+        "# Workflows and phases\n\n<!-- Generated from phases/<workflow>/*.toml by `bootlet gen-docs`; do not edit. A test fails when this file is stale. -->\n\n",
     );
-    out.push_str("Run order of `bootlet join`:\n\n```mermaid\n");
+    out.push_str("Paths use the layout's variables: `{bootstrap_kubeconfig}` is `/etc/kubernetes/bootstrap-kubelet.conf` in the kubelet layout and `$KRUSTLET_DATA_DIR/config/bootstrap.conf` in the krustlet layout; `{state}` is `/var/lib/bootlet` (kubelet) or `$KRUSTLET_DATA_DIR/bootlet` (krustlet); `{staging}` is `{state}/staging`.\n\n");
+    for g in workflows {
+        out.push_str(&format!("- [`bootlet {}`](#workflow-{}): {}\n", g.name(), g.name(), g.description().summary));
+    }
+    out.push('\n');
+    for g in workflows {
+        workflow_md(&mut out, g);
+    }
+    out
+}
+
+fn workflow_md(out: &mut String, graph: &PhaseGraph) {
+    out.push_str(&format!(
+        "## Workflow {}\n\n{}\n\nRun order of `bootlet {}`:\n\n```mermaid\n",
+        graph.name(),
+        graph.description().summary,
+        graph.name()
+    ));
     out.push_str(&graph.render_mermaid());
     out.push_str("```\n\n");
-    out.push_str("Paths use the layout's variables: `{bootstrap_kubeconfig}` is `/etc/kubernetes/bootstrap-kubelet.conf` in the kubelet layout and `$KRUSTLET_DATA_DIR/config/bootstrap.conf` in the krustlet layout; `{state}` is `/var/lib/bootlet` (kubelet) or `$KRUSTLET_DATA_DIR/bootlet` (krustlet); `{staging}` is `{state}/staging`.\n\n");
+    if graph.description().done_when_downstream_done {
+        out.push_str("A phase counts as done when its own check passes or when every phase after it is done (its output has been used).\n\n");
+    } else {
+        out.push_str("Each phase's own check decides whether it runs.\n\n");
+    }
     for (i, m) in graph.manifests().enumerate() {
-        out.push_str(&format!("## {}. {}\n\n{}\n\n", i + 1, m.name, m.summary));
+        out.push_str(&format!("### {}.{}. {}\n\n{}\n\n", graph.description().order, i + 1, m.name, m.summary));
         let list = |v: &[String]| {
             if v.is_empty() {
                 "none".to_string()
@@ -79,15 +101,14 @@ pub fn phases_md(graph: &PhaseGraph) -> String {
         }
         out.push('\n');
     }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn docs_phases_md_is_up_to_date() {
-        let graph = crate::engine::graph::PhaseGraph::embedded().unwrap();
-        let want = super::phases_md(&graph);
+        let workflows = crate::engine::graph::workflows().unwrap();
+        let want = super::phases_md(&workflows);
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/phases.md");
         if std::env::var_os("BOOTLET_UPDATE_DOCS").is_some() {
             std::fs::write(path, &want).unwrap();

@@ -8,6 +8,7 @@ use std::io::Write;
 pub struct Output {
     to_stderr: bool,
     quiet: bool,
+    actions_only: bool,
 }
 
 impl Output {
@@ -16,6 +17,7 @@ impl Output {
         Output {
             to_stderr: json,
             quiet: false,
+            actions_only: false,
         }
     }
 
@@ -24,6 +26,23 @@ impl Output {
         Output {
             to_stderr: true,
             quiet: true,
+            actions_only: false,
+        }
+    }
+
+    /// The same, without the per-phase "already done" and "skipped" lines: only what a run does
+    /// (for `renew --watch`, which runs again and again).
+    pub fn actions_only(self) -> Output {
+        Output {
+            actions_only: true,
+            ..self
+        }
+    }
+
+    /// A phase's status line (`already done: …`, `skipped: …`), left out in actions-only mode.
+    pub fn status(&self, tag: &str, msg: impl std::fmt::Display) {
+        if !self.actions_only {
+            self.say(tag, msg);
         }
     }
 

@@ -161,6 +161,11 @@ pub struct Settings {
     pub krustlet_data_dir: String,
     /// Node name.
     pub node_name: String,
+    /// Whether the node name was given (flag or config) rather than defaulted to the host name;
+    /// a run without one takes the journal's.
+    pub node_name_given: bool,
+    /// `--force` (renew: rotate now; reset: no confirmation).
+    pub force: bool,
     /// Node IPs given (detected later when empty).
     pub node_ips: Vec<IpAddr>,
     /// Admin kubeconfig.
@@ -376,7 +381,9 @@ impl Settings {
             layout: o.layout.unwrap_or_default(),
             state_dir: o.state_dir,
             krustlet_data_dir,
+            node_name_given: o.node_name.is_some(),
             node_name: o.node_name.unwrap_or_else(default_node_name),
+            force: false,
             node_ips,
             admin_kubeconfig: o.admin_kubeconfig,
             token_source,

@@ -44,7 +44,7 @@ fn graph_prints_the_run_order_as_text_dot_and_mermaid() {
     );
     let dot = bootlet(&["graph", "--format", "dot"]);
     dot.ok();
-    assert!(dot.stdout.starts_with("digraph bootlet {"));
+    assert!(dot.stdout.starts_with("digraph join {"));
     for edge in [
         "\"preflight\" -> \"token\"",
         "\"kubeconfig\" -> \"client-csr\"",
@@ -60,6 +60,17 @@ fn graph_prints_the_run_order_as_text_dot_and_mermaid() {
     let mermaid = bootlet(&["graph", "--format", "mermaid"]);
     assert!(mermaid.stdout.contains("client_csr --> serving_csr"));
     bootlet(&["graph", "--format", "svg"]).fails_with(2, "invalid value");
+
+    // The other workflows share the CSR phases and write-files, in their own graphs.
+    let renew = bootlet(&["graph", "--workflow", "renew", "--format", "dot"]);
+    renew.ok();
+    assert!(renew.stdout.starts_with("digraph renew {"), "{}", renew.stdout);
+    assert!(renew.stdout.contains("\"client-csr\" -> \"serving-csr\""));
+    assert!(!renew.stdout.contains("kubeconfig"), "renew has no bootstrap phases");
+    let reset = bootlet(&["graph", "--workflow", "reset"]);
+    reset.ok();
+    assert!(reset.stdout.contains("cleanup-node"), "{}", reset.stdout);
+    bootlet(&["graph", "--workflow", "upgrade"]).fails_with(2, "workflows are: join, renew, reset");
 }
 
 #[test]

@@ -108,6 +108,11 @@ impl Ctx {
         }
     }
 
+    /// The workflow being run (`join`, `renew`, `reset`).
+    pub fn workflow(&self) -> &str {
+        self.graph.name()
+    }
+
     /// The phase being run or checked.
     pub fn phase(&self) -> &str {
         &self.phase
@@ -174,6 +179,8 @@ impl Ctx {
             .unwrap_or_default();
         let how = if from.starts_with("--") {
             format!("give {from}")
+        } else if let Some(w) = from.strip_prefix("workflow:") {
+            format!("`bootlet {w}` makes it: this root has not been through `bootlet {w}` yet")
         } else if from.is_empty() {
             "provide it".to_string()
         } else {

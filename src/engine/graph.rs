@@ -1,4 +1,5 @@
-//! The phase graph: a petgraph DAG built from the manifests, its run order and its renderings.
+//! Workflow graphs: for each workflow (`phases/<workflow>/`), a petgraph DAG built from its phase
+//! manifests, its run order and its renderings.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -6,7 +7,7 @@ use petgraph::Direction;
 use petgraph::algo::is_cyclic_directed;
 use petgraph::graph::{DiGraph, NodeIndex};
 
-use super::manifest::{MANIFEST_SOURCES, Manifest};
+use super::manifest::{MANIFEST_SOURCES, Manifest, WorkflowManifest};
 use crate::error::{Error, Result};
 
 /// Why one phase comes before another.
@@ -18,26 +19,68 @@ pub enum Edge {
     After,
 }
 
-/// The validated graph.
+/// The validated graph of one workflow.
 #[derive(Debug, Clone)]
 pub struct PhaseGraph {
+    workflow: WorkflowManifest,
     graph: DiGraph<Manifest, Edge>,
     index: BTreeMap<String, NodeIndex>,
     order: Vec<NodeIndex>,
 }
 
+/// The workflows embedded in this binary, in their declared order.
+pub fn workflows() -> Result<Vec<PhaseGraph>> {
+    let mut names: Vec<&str> = MANIFEST_SOURCES.iter().map(|(w, _, _)| *w).collect();
+    names.dedup();
+    let mut graphs = names
+        .into_iter()
+        .map(PhaseGraph::workflow)
+        .collect::<Result<Vec<_>>>()?;
+    graphs.sort_by_key(|g| g.workflow.order);
+    Ok(graphs)
+}
+
+/// The names of the embedded workflows, in order.
+pub fn workflow_names() -> Vec<String> {
+    workflows()
+        .map(|ws| ws.iter().map(|g| g.name().to_string()).collect())
+        .unwrap_or_default()
+}
+
 impl PhaseGraph {
-    /// The graph of the manifests embedded in this binary.
+    /// The join workflow's graph.
     pub fn embedded() -> Result<PhaseGraph> {
-        Self::from_sources(MANIFEST_SOURCES)
+        Self::workflow("join")
     }
 
-    /// Builds and validates a graph from `(stem, toml)` pairs: unknown names and cycles are errors.
-    pub fn from_sources(sources: &[(&str, &str)]) -> Result<PhaseGraph> {
+    /// The graph of the workflow `name` embedded in this binary.
+    pub fn workflow(name: &str) -> Result<PhaseGraph> {
+        let sources: Vec<(&str, &str)> = MANIFEST_SOURCES
+            .iter()
+            .filter(|(w, _, _)| *w == name)
+            .map(|(_, stem, text)| (*stem, *text))
+            .collect();
+        if sources.is_empty() {
+            return Err(Error::usage(format!(
+                "unknown workflow {name:?}; workflows are: {}",
+                workflow_names().join(", ")
+            )));
+        }
+        Self::from_sources(name, &sources)
+    }
+
+    /// Builds and validates the graph of `workflow` from `(stem, toml)` pairs (one of them the
+    /// stem `workflow`): unknown names and cycles are errors.
+    pub fn from_sources(workflow: &str, sources: &[(&str, &str)]) -> Result<PhaseGraph> {
         let mut graph = DiGraph::new();
         let mut index = BTreeMap::new();
+        let mut described = None;
         for (stem, text) in sources {
-            let m = Manifest::parse(stem, text)?;
+            if *stem == "workflow" {
+                described = Some(WorkflowManifest::parse(workflow, text)?);
+                continue;
+            }
+            let m = Manifest::parse(&format!("{workflow}/{stem}"), text)?;
             let name = m.name.clone();
             let ix = graph.add_node(m);
             if index.insert(name.clone(), ix).is_some() {
@@ -53,7 +96,7 @@ impl PhaseGraph {
                 for dep in deps {
                     let from = index.get(dep).ok_or_else(|| {
                         Error::internal(format!(
-                            "phases/{}.toml refers to unknown phase {dep:?} (known: {})",
+                            "phases/{workflow}/{}.toml refers to unknown phase {dep:?} (known: {})",
                             m.name,
                             index.keys().cloned().collect::<Vec<_>>().join(", ")
                         ))
@@ -69,11 +112,25 @@ impl PhaseGraph {
             )));
         }
         let order = stable_topological_order(&graph);
+        let workflow = described.ok_or_else(|| {
+            Error::internal(format!("phases/{workflow}/workflow.toml is missing"))
+        })?;
         Ok(PhaseGraph {
+            workflow,
             graph,
             index,
             order,
         })
+    }
+
+    /// The workflow's name.
+    pub fn name(&self) -> &str {
+        &self.workflow.name
+    }
+
+    /// The workflow's own manifest.
+    pub fn description(&self) -> &WorkflowManifest {
+        &self.workflow
     }
 
     /// Phase names in run order.
@@ -97,7 +154,8 @@ impl PhaseGraph {
     /// A usage error for an unknown phase name, listing the known ones.
     pub fn unknown(&self, name: &str) -> Error {
         Error::usage(format!(
-            "unknown phase {name:?}; phases are: {}",
+            "unknown phase {name:?}; the phases of {} are: {}",
+            self.workflow.name,
             self.order().join(", ")
         ))
     }
@@ -161,7 +219,10 @@ impl PhaseGraph {
 
     /// Graphviz DOT; `after` edges dashed.
     pub fn render_dot(&self) -> String {
-        let mut out = String::from("digraph bootlet {\n  rankdir=LR;\n  node [shape=box];\n");
+        let mut out = format!(
+            "digraph {} {{\n  rankdir=LR;\n  node [shape=box];\n",
+            self.workflow.name
+        );
         for m in self.manifests() {
             out.push_str(&format!(
                 "  \"{}\" [tooltip=\"{}\"];\n",
@@ -252,6 +313,18 @@ mod tests {
         format!("name = \"{name}\"\nsummary = \"s\"\nneeds = {needs:?}\ndone_check = \"d\"\n")
     }
 
+    const W: &str = "name = \"t\"\norder = 9\nsummary = \"s\"\ndone_when_downstream_done = true\n";
+
+    #[test]
+    fn every_workflow_builds_and_renew_and_reset_exist() {
+        let names = workflow_names();
+        assert_eq!(names, ["join", "renew", "reset"]);
+        let renew = PhaseGraph::workflow("renew").unwrap();
+        assert_eq!(renew.order(), ["client-csr", "serving-csr", "write-files"]);
+        assert!(!renew.description().done_when_downstream_done);
+        assert!(PhaseGraph::workflow("nope").unwrap_err().message().contains("join, renew, reset"));
+    }
+
     #[test]
     fn embedded_graph_orders_the_join() {
         let g = PhaseGraph::embedded().unwrap();
@@ -276,13 +349,16 @@ mod tests {
     fn cycles_and_unknown_names_are_errors() {
         let a = m("a", &["b"]);
         let b = m("b", &["a"]);
-        let e = PhaseGraph::from_sources(&[("a", &a), ("b", &b)]).unwrap_err();
+        let e = PhaseGraph::from_sources("t", &[("workflow", W), ("a", &a), ("b", &b)])
+            .unwrap_err();
         assert!(e.message().contains("cycle: a -> b -> a"), "{e}");
         let c = m("c", &["nope"]);
-        let e = PhaseGraph::from_sources(&[("c", &c)]).unwrap_err();
+        let e = PhaseGraph::from_sources("t", &[("workflow", W), ("c", &c)]).unwrap_err();
         assert!(e.message().contains("unknown phase \"nope\""), "{e}");
         let d = m("d", &[]);
-        let e = PhaseGraph::from_sources(&[("x", &d)]).unwrap_err();
+        let e = PhaseGraph::from_sources("t", &[("workflow", W), ("x", &d)]).unwrap_err();
         assert!(e.message().contains("must equal the file name"), "{e}");
+        let e = PhaseGraph::from_sources("t", &[("d", &d)]).unwrap_err();
+        assert!(e.message().contains("workflow.toml is missing"), "{e}");
     }
 }

@@ -56,8 +56,11 @@ pub struct PhaseRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileEntry {
-    /// sha256 of the content bootlet wrote (or is writing).
+    /// sha256 of the content bootlet wrote (or is writing); empty for a link.
     pub sha256: String,
+    /// For a symlink bootlet made: its target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
     /// While the write is in flight: the sha256 it replaces (`""` for no file), which a crash may
     /// have left in place.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -255,7 +258,32 @@ impl Journal {
             inside.to_string(),
             FileEntry {
                 sha256: sha256.to_string(),
+                link: None,
                 replaces: Some(before.unwrap_or_default()),
+            },
+        );
+    }
+
+    /// Records a file bootlet has written outside its state directory (for `reset`).
+    pub fn record_file(&mut self, inside: &str, sha256: &str) {
+        self.files.insert(
+            inside.to_string(),
+            FileEntry {
+                sha256: sha256.to_string(),
+                link: None,
+                replaces: None,
+            },
+        );
+    }
+
+    /// Records a symlink bootlet has made (for `reset`).
+    pub fn record_link(&mut self, inside: &str, target: &str) {
+        self.files.insert(
+            inside.to_string(),
+            FileEntry {
+                sha256: String::new(),
+                link: Some(target.to_string()),
+                replaces: None,
             },
         );
     }

@@ -1,4 +1,6 @@
-//! Phase manifests (`phases/<name>.toml`): each phase's contract, and the only source of the graph.
+//! Phase manifests (`phases/<workflow>/<name>.toml`): each phase's contract within a workflow, and
+//! the only source of the workflow's graph; `phases/<workflow>/workflow.toml` describes the
+//! workflow itself.
 
 use serde::Deserialize;
 
@@ -6,6 +8,39 @@ use crate::error::{Error, Result};
 use crate::files::{Layout, LayoutKind};
 
 include!(concat!(env!("OUT_DIR"), "/manifests.rs"));
+
+/// A workflow's own manifest (`phases/<workflow>/workflow.toml`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowManifest {
+    /// Workflow name; must equal the folder name.
+    pub name: String,
+    /// Position in listings.
+    pub order: u32,
+    /// One line saying what the workflow does.
+    pub summary: String,
+    /// Whether a phase counts as done once every phase after it is done (its output used up).
+    pub done_when_downstream_done: bool,
+}
+
+impl WorkflowManifest {
+    /// Parses `phases/<folder>/workflow.toml`.
+    pub fn parse(folder: &str, text: &str) -> Result<WorkflowManifest> {
+        let w: WorkflowManifest = toml::from_str(text).map_err(|e| {
+            Error::internal(format!(
+                "phases/{folder}/workflow.toml is invalid: {}",
+                e.message()
+            ))
+        })?;
+        if w.name != folder {
+            return Err(Error::internal(format!(
+                "phases/{folder}/workflow.toml declares name {:?}; the name must equal the folder",
+                w.name
+            )));
+        }
+        Ok(w)
+    }
+}
 
 /// One phase's contract.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -102,21 +137,23 @@ impl WriteDecl {
 }
 
 impl Manifest {
-    /// Parses one manifest; `stem` is its file name without `.toml`.
-    pub fn parse(stem: &str, text: &str) -> Result<Manifest> {
+    /// Parses one manifest; `file` is its path under `phases/` without `.toml`
+    /// (`join/client-csr`), whose last part must be the phase name.
+    pub fn parse(file: &str, text: &str) -> Result<Manifest> {
+        let stem = file.rsplit('/').next().unwrap_or(file);
         let m: Manifest = toml::from_str(text).map_err(|e| {
-            Error::internal(format!("phases/{stem}.toml is invalid: {}", e.message()))
+            Error::internal(format!("phases/{file}.toml is invalid: {}", e.message()))
         })?;
         if m.name != stem {
             return Err(Error::internal(format!(
-                "phases/{stem}.toml declares name {:?}; the name must equal the file name",
+                "phases/{file}.toml declares name {:?}; the name must equal the file name",
                 m.name
             )));
         }
         for w in &m.writes {
             if w.mode != "link" && w.mode_bits().is_none() {
                 return Err(Error::internal(format!(
-                    "phases/{stem}.toml: mode {:?} of {} is neither octal nor \"link\"",
+                    "phases/{file}.toml: mode {:?} of {} is neither octal nor \"link\"",
                     w.mode, w.path
                 )));
             }

@@ -26,20 +26,52 @@ use crate::settings::Settings;
 /// What to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// The whole graph.
-    Join,
-    /// One phase.
-    Phase(String),
-    /// Show statuses, change nothing.
-    Plan,
+    /// A whole workflow (`join`, `renew`, `reset`).
+    Run(String),
+    /// One phase of a workflow.
+    Phase {
+        /// The workflow.
+        workflow: String,
+        /// The phase.
+        name: String,
+    },
+    /// Show a workflow's statuses, change nothing.
+    Plan(String),
 }
 
 impl Command {
+    /// The whole join workflow.
+    pub fn join() -> Command {
+        Command::Run("join".into())
+    }
+
+    /// One phase of the join workflow.
+    pub fn join_phase(name: &str) -> Command {
+        Command::Phase {
+            workflow: "join".into(),
+            name: name.into(),
+        }
+    }
+
+    /// The workflow the command works on.
+    pub fn workflow(&self) -> &str {
+        match self {
+            Command::Run(w) | Command::Plan(w) | Command::Phase { workflow: w, .. } => w,
+        }
+    }
+
+    /// Whether it is a `plan`.
+    pub fn is_plan(&self) -> bool {
+        matches!(self, Command::Plan(_))
+    }
+
     fn label(&self) -> String {
         match self {
-            Command::Join => "join".into(),
-            Command::Phase(p) => format!("phase {p}"),
-            Command::Plan => "plan".into(),
+            Command::Run(w) => w.clone(),
+            Command::Phase { workflow, name } if workflow == "join" => format!("phase {name}"),
+            Command::Phase { workflow, name } => format!("phase {name} --workflow {workflow}"),
+            Command::Plan(w) if w == "join" => "plan".into(),
+            Command::Plan(w) => format!("plan {w}"),
         }
     }
 }
@@ -128,18 +160,18 @@ async fn run(
     report: &mut Report,
     plan: &mut Vec<PlanRow>,
 ) -> Result<()> {
-    let graph = Arc::new(PhaseGraph::embedded()?);
+    let graph = Arc::new(PhaseGraph::workflow(command.workflow())?);
     for s in &settings.skip_phases {
         if graph.get(s).is_none() {
             return Err(graph.unknown(s).context("--skip-phases"));
         }
     }
-    if let Command::Phase(p) = command
+    if let Command::Phase { name: p, .. } = command
         && graph.get(p).is_none()
     {
         return Err(graph.unknown(p));
     }
-    validate_node_name(&settings.node_name)?;
+    let mut settings = settings;
     let layout = Layout::new(
         settings.layout,
         settings.root.clone(),
@@ -153,12 +185,13 @@ async fn run(
     let fresh = || Journal::new(&settings.node_name, settings.layout);
     let probe = World::new(layout.clone(), chained_dry_dir.clone(), fresh());
     probe.check_confined()?;
-    let journal = read_journal(&probe, &settings)?;
+    let journal = read_journal(&probe, &mut settings)?;
+    validate_node_name(&settings.node_name)?;
     let probe = World::new(layout.clone(), chained_dry_dir, journal.clone());
     let mut cx = Ctx::new(settings, layout.clone(), probe, out, graph.clone());
     validate_inputs(&mut cx)?;
     crate::phases::cluster_identity::ensure_same_cluster(&mut cx)?;
-    let dry_dir = if cx.settings.dry_run && *command != Command::Plan {
+    let dry_dir = if cx.settings.dry_run && !command.is_plan() {
         Some(prepare_dry_run_dir(&cx.settings)?)
     } else {
         None
@@ -174,20 +207,20 @@ async fn run(
         );
     }
     cx.world = World::new(layout.clone(), dry_dir.clone(), journal);
-    let _lock = if *command == Command::Plan {
+    let _lock = if command.is_plan() {
         None
     } else {
         let lock = super::lock::acquire(&cx.world, &format!("bootlet {}", command.label()))?;
         // Another run may have finished between our first read and the lock.
-        cx.world.journal = read_journal(&cx.world, &cx.settings)?;
+        cx.world.journal = read_journal(&cx.world, &mut cx.settings)?;
         Some(lock)
     };
-    if dry_dir.is_none() && *command != Command::Plan {
+    if dry_dir.is_none() && !command.is_plan() {
         cx.world.remove_stale_temps();
     }
     let skipped: BTreeSet<String> = cx.settings.skip_phases.iter().cloned().collect();
     let scope: Vec<String> = match command {
-        Command::Phase(p) => graph
+        Command::Phase { name: p, .. } => graph
             .order()
             .into_iter()
             .filter(|n| n == p || graph.ancestors(n).contains(p))
@@ -197,10 +230,10 @@ async fn run(
     };
     let statuses = evaluate(&mut cx, &graph, &scope, &skipped).await?;
     let order: Vec<String> = match command {
-        Command::Phase(p) => vec![p.clone()],
+        Command::Phase { name: p, .. } => vec![p.clone()],
         _ => scope.clone(),
     };
-    if *command == Command::Plan {
+    if command.is_plan() {
         for name in &order {
             let s = &statuses[name];
             cx.out.say(name, format!("{}: {}", s.label(), s.reason()));
@@ -223,13 +256,13 @@ async fn run(
         }
         match status {
             Status::Done(reason) => {
-                cx.out.say(name, format!("already done: {reason}"));
+                cx.out.status(name, format!("already done: {reason}"));
                 let r = report.phase_mut(name);
                 r.status = "done".into();
                 r.reason = reason;
             }
             Status::Skipped(reason) => {
-                cx.out.say(name, format!("skipped: {reason}"));
+                cx.out.status(name, format!("skipped: {reason}"));
                 let r = report.phase_mut(name);
                 r.status = "skipped".into();
                 r.reason = reason;
@@ -248,7 +281,7 @@ async fn run(
         .phases
         .iter()
         .any(|p| p.name == "write-files" && (p.status == "ran" || p.status == "done"));
-    if *command == Command::Join && !cx.dry_run() && installed {
+    if *command == Command::join() && !cx.dry_run() && installed {
         cx.out.say(
             "join",
             format!(
@@ -271,12 +304,13 @@ async fn run_phase(
     let imp = phases::implementation(name)
         .ok_or_else(|| Error::internal(format!("phase {name} has no implementation")))?;
     cx.set_phase(name);
+    let contract = format!("{}/{name}", graph.name());
     cx.world.enter_phase(
-        name,
+        &contract,
         manifest.write_patterns(&cx.layout)?,
         manifest.remove_patterns(&cx.layout),
     );
-    cx.gate.enter(name, manifest.requests.clone(), false);
+    cx.gate.enter(&contract, manifest.requests.clone(), false);
     // The journal is saved with the phase's outcome (and by facts that must be durable sooner),
     // and only once this join has changed something: a phase that only checks, or fails on bad
     // input, leaves no trace.
@@ -317,10 +351,14 @@ async fn run_phase(
     flushed
 }
 
-fn read_journal(world: &World, settings: &Settings) -> Result<Journal> {
+/// Reads the journal; a run that was not given a node name takes the journal's.
+fn read_journal(world: &World, settings: &mut Settings) -> Result<Journal> {
     match world.read_journal_text()? {
         Some((text, shown)) => {
             let j = Journal::parse(&text, &shown)?;
+            if !settings.node_name_given {
+                settings.node_name = j.node_name.clone();
+            }
             j.check_intent(&settings.node_name, settings.layout, &shown)?;
             Ok(j)
         }
@@ -365,12 +403,19 @@ async fn evaluate(
             let imp = phases::implementation(name)
                 .ok_or_else(|| Error::internal(format!("phase {name} has no implementation")))?;
             cx.set_phase(name);
-            cx.gate.enter(name, manifest.requests.clone(), true);
+            cx.gate.enter(
+                &format!("{}/{name}", graph.name()),
+                manifest.requests.clone(),
+                true,
+            );
             let checked = (imp.check)(cx).await;
             cx.gate.leave();
             match checked? {
                 Check::Done(r) => Status::Done(r),
                 Check::Skip(r) => Status::Skipped(r),
+                Check::NotDone(r) if !graph.description().done_when_downstream_done => {
+                    Status::WillRun(r)
+                }
                 Check::NotDone(r) => match used_up_by(graph, name, scope, &statuses) {
                     Some(by) => Status::Done(format!(
                         "everything after it is done ({by}); its output has been used"

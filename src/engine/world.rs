@@ -29,6 +29,7 @@ pub struct World {
     /// Memory of earlier runs and the ledger of bootlet's state files.
     pub journal: Journal,
     journal_dirty: bool,
+    journal_retired: bool,
     phase: String,
     allowed_writes: Vec<(String, Option<u32>)>,
     allowed_removes: Vec<String>,
@@ -55,6 +56,7 @@ impl World {
             dry_removed: BTreeSet::new(),
             journal,
             journal_dirty: false,
+            journal_retired: false,
             phase: String::new(),
             allowed_writes: Vec::new(),
             allowed_removes: Vec::new(),
@@ -112,7 +114,7 @@ impl World {
     /// place, then one fsync per directory touched.
     pub fn flush(&mut self) -> Result<()> {
         files::blocking(|| {
-            if self.journal_dirty || !self.deferred.is_empty() {
+            if !self.journal_retired && (self.journal_dirty || !self.deferred.is_empty()) {
                 let text = self.journal.render()?;
                 let path = self.layout.path("journal").to_string();
                 confined::write(
@@ -376,6 +378,8 @@ impl World {
                 .insert(inside.to_string(), contents.to_vec());
         } else {
             files::blocking(|| confined::write(&root, inside, contents, mode))?;
+            self.journal.record_file(inside, &sha256);
+            self.journal_dirty = true;
         }
         self.pending_syncs.insert(dir_of(inside));
         self.dry_removed.remove(inside);
@@ -441,6 +445,8 @@ impl World {
         }
         let root = self.write_root().to_path_buf();
         files::blocking(|| confined::symlink(&root, inside, target))?;
+        self.journal.record_link(inside, target);
+        self.journal_dirty = true;
         self.pending_syncs.insert(dir_of(inside));
         self.dry_removed.remove(inside);
         let content = self.read(&sibling(inside, target))?.unwrap_or_default();
@@ -470,7 +476,7 @@ impl World {
         if !self.exists(inside) {
             return Ok(false);
         }
-        if self.layout.is_tracked_state(inside) {
+        if self.journal.files.contains_key(inside) {
             self.journal.forget_file(inside);
             self.journal_dirty = true;
         }
@@ -490,6 +496,77 @@ impl World {
             path: inside.to_string(),
             kind: "removed".into(),
             mode: String::new(),
+            size: 0,
+            sha256: String::new(),
+            target: None,
+        });
+        Ok(true)
+    }
+
+    /// Removes the journal itself, for good: nothing writes it again this run (`reset`).
+    pub fn retire_journal(&mut self) -> Result<bool> {
+        let inside = self.layout.path("journal").to_string();
+        self.journal_retired = true;
+        if !self.exists(&inside) {
+            return Ok(false);
+        }
+        let root = self.write_root().to_path_buf();
+        if self.is_dry_run() {
+            self.dry_removed.insert(inside.clone());
+            files::blocking(|| confined::remove(&root, &inside))?;
+        } else if files::blocking(|| confined::remove(&root, &inside))? {
+            self.pending_syncs.insert(dir_of(&inside));
+        }
+        self.records.push(FileRecord {
+            path: inside,
+            kind: "removed".into(),
+            mode: String::new(),
+            size: 0,
+            sha256: String::new(),
+            target: None,
+        });
+        Ok(true)
+    }
+
+    /// Removes the directory `inside` if it is empty and the phase declared its removal; returns
+    /// whether it did. A dry-run only records it.
+    pub fn remove_empty_dir(&mut self, inside: &str) -> Result<bool> {
+        if !self
+            .allowed_removes
+            .iter()
+            .any(|p| files::glob_match(p, inside))
+        {
+            return Err(Error::internal(format!(
+                "phase {:?} tried to remove the directory {inside}, which its manifest does not declare; this is a bug in bootlet",
+                self.phase
+            )));
+        }
+        let Some(host) = self.read_host_path(inside) else {
+            return Ok(false);
+        };
+        let empty = std::fs::read_dir(&host).is_ok_and(|mut d| {
+            d.all(|e| {
+                e.is_ok_and(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    self.dry_removed.contains(&format!("{inside}/{name}"))
+                })
+            })
+        });
+        if !empty {
+            return Ok(false);
+        }
+        if !self.is_dry_run() {
+            let root = self.layout.root().to_path_buf();
+            let parent = dir_of(inside);
+            files::blocking(|| confined::remove_dir(&root, inside))?;
+            self.pending_syncs.insert(parent);
+        } else {
+            self.dry_removed.insert(inside.to_string());
+        }
+        self.records.push(FileRecord {
+            path: inside.to_string(),
+            kind: "removed".into(),
+            mode: "dir".into(),
             size: 0,
             sha256: String::new(),
             target: None,

@@ -306,6 +306,18 @@ pub fn remove(root: &Path, inside: &str) -> Result<bool> {
     }
 }
 
+/// Removes the empty directory `inside` (not following a link); absent is fine.
+pub fn remove_dir(root: &Path, inside: &str) -> Result<()> {
+    let (dir_inside, name) = split(inside)?;
+    let Some(dir) = open_dir(root, dir_inside, false)? else {
+        return Ok(());
+    };
+    match rustix::fs::unlinkat(&dir, name, AtFlags::REMOVEDIR) {
+        Ok(()) | Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err(io_err("remove directory", inside, e)),
+    }
+}
+
 /// fsyncs the directory `inside_dir`, making renames and removals in it durable.
 pub fn sync_dir(root: &Path, inside_dir: &str) -> Result<()> {
     let Some(dir) = open_dir(root, inside_dir, false)? else {

@@ -1,7 +1,8 @@
 //! client-csr: the node's API client certificate through the bootstrap credentials.
 //! Key first (persisted), a CSR named from the key and identity (the kubelet's scheme) for
 //! `kubernetes.io/kube-apiserver-client-kubelet`, CN `system:node:<name>`, O `system:nodes`,
-//! usages digital signature + client auth; wait by watch; verify before staging.
+//! usages digital signature + client auth; wait by watch; verify before staging. In `renew` the
+//! same work runs as the node itself when the certificate is due (see [`super::renewal`]).
 
 use super::Check;
 use super::common::{
@@ -12,8 +13,11 @@ use crate::engine::Ctx;
 use crate::error::Result;
 use crate::kubeconfig::Credentials;
 
-/// Done when a staged or installed client certificate verifies.
+/// Done when a staged or installed client certificate verifies (renew: and is not yet due).
 pub async fn check(cx: &mut Ctx) -> Result<Check> {
+    if cx.workflow() == "renew" {
+        return super::renewal::check(cx, CertKind::Client).await;
+    }
     let rec = ClusterRecord::load(cx)?;
     let cas = trusted_cas(cx, rec.as_ref());
     let cn = node_user(&cx.settings.node_name);
@@ -42,9 +46,14 @@ pub async fn check(cx: &mut Ctx) -> Result<Check> {
     }))
 }
 
-/// Requests the client certificate.
+/// Requests the client certificate: with the bootstrap credentials (join), or as the node
+/// itself (renew).
 pub async fn run(cx: &mut Ctx) -> Result<()> {
     let rec = ClusterRecord::require(cx)?;
+    if cx.workflow() == "renew" {
+        let cluster = super::renewal::client_csr_sender(cx, &rec)?;
+        return obtain_certificate(cx, CertKind::Client, cluster, &rec, &[], &[]).await;
+    }
     let path = cx.layout.path("bootstrap_kubeconfig").to_string();
     let Some(host) = cx.world.read_host_path(&path) else {
         return Err(cx.missing("bootstrap kubeconfig", &path));

@@ -273,6 +273,27 @@ pub fn installed_client(cx: &Ctx) -> Result<PairState> {
     }
 }
 
+/// Where the installed certificate of `kind` is and its PEM (certificates only), whether or not
+/// it verifies: for `certs check-expiration`, which reports expired ones too.
+pub fn installed_certificate(cx: &Ctx, kind: CertKind) -> Result<Option<(String, String)>> {
+    let path = match (cx.layout.kind(), kind) {
+        (LayoutKind::Kubelet, CertKind::Client) => cx.layout.path("client_current"),
+        (LayoutKind::Kubelet, CertKind::Serving) => cx.layout.path("server_current"),
+        (LayoutKind::Krustlet, CertKind::Serving) => cx.layout.path("serving_cert"),
+        (LayoutKind::Krustlet, CertKind::Client) => {
+            let path = cx.layout.path("kubeconfig").to_string();
+            return Ok(installed_kubeconfig(cx).and_then(|kc| match kc.credentials {
+                Credentials::ClientCert { cert_pem, .. } => Some((path, cert_pem)),
+                _ => None,
+            }));
+        }
+    };
+    Ok(cx
+        .world
+        .read_string(path)?
+        .map(|text| (path.to_string(), certificate_blocks(&text))))
+}
+
 /// The installed serving credentials of the node.
 pub fn installed_serving(cx: &Ctx) -> Result<PairState> {
     let cas = installed_cas(cx)?;

@@ -1,12 +1,16 @@
-//! One module per phase, named as in `phases/*.toml`. Each has a `check` (is my job already done
-//! in the world?) and a `run`. The registry below is matched against the manifests by a test.
+//! One module per phase, named as in `phases/<workflow>/*.toml`; a phase several workflows share
+//! (client-csr, serving-csr, write-files in join and renew) is one implementation. Each has a
+//! `check` (is my job already done in the world?) and a `run`. The registry below is matched
+//! against every workflow's manifests by a test.
 
+pub mod cleanup_node;
 pub mod client_csr;
 pub mod cluster_identity;
 pub mod common;
 pub mod discovery;
 pub mod kubeconfig;
 pub mod preflight;
+pub mod renewal;
 pub mod secret;
 pub mod serving_csr;
 pub mod token;
@@ -63,6 +67,7 @@ pub static IMPLEMENTATIONS: &[PhaseImpl] = &[
     phase!("client-csr", client_csr),
     phase!("serving-csr", serving_csr),
     phase!("write-files", write_files),
+    phase!("cleanup-node", cleanup_node),
 ];
 
 /// The implementation of `name`.
@@ -74,18 +79,28 @@ pub fn implementation(name: &str) -> Option<&'static PhaseImpl> {
 mod tests {
     use std::collections::BTreeSet;
 
-    use crate::engine::graph::PhaseGraph;
     use crate::files::{Layout, LayoutKind};
 
     #[test]
     fn every_manifest_has_an_implementation_and_the_reverse() {
-        let g = PhaseGraph::embedded().unwrap();
-        let manifests: BTreeSet<&str> = g.order().into_iter().collect();
-        let impls: BTreeSet<&str> = super::IMPLEMENTATIONS.iter().map(|p| p.name).collect();
+        let workflows = crate::engine::graph::workflows().unwrap();
+        let mut manifests: BTreeSet<String> = BTreeSet::new();
+        for g in &workflows {
+            manifests.extend(g.order().into_iter().map(String::from));
+        }
+        let impls: BTreeSet<String> = super::IMPLEMENTATIONS
+            .iter()
+            .map(|p| p.name.to_string())
+            .collect();
         assert_eq!(
             manifests, impls,
-            "phases/*.toml and src/phases/ must list the same phases"
+            "phases/<workflow>/*.toml together and src/phases/ must list the same phases"
         );
+        let renew = workflows.iter().find(|g| g.name() == "renew").unwrap();
+        let join = workflows.iter().find(|g| g.name() == "join").unwrap();
+        for shared in ["client-csr", "serving-csr", "write-files"] {
+            assert!(renew.get(shared).is_some() && join.get(shared).is_some(), "{shared}");
+        }
         for name in &manifests {
             let file = format!(
                 "{}/src/phases/{}.rs",
@@ -101,23 +116,30 @@ mod tests {
 
     #[test]
     fn manifests_expand_in_both_layouts_and_inputs_name_real_producers() {
-        let g = PhaseGraph::embedded().unwrap();
-        for kind in [LayoutKind::Kubelet, LayoutKind::Krustlet] {
-            let l = Layout::new(kind, "/".into(), "/root/.krustlet", None).unwrap();
-            for m in g.manifests() {
-                m.write_patterns(&l).unwrap_or_else(|e| panic!("{e}"));
+        let names = crate::engine::graph::workflow_names();
+        for g in crate::engine::graph::workflows().unwrap() {
+            for kind in [LayoutKind::Kubelet, LayoutKind::Krustlet] {
+                let l = Layout::new(kind, "/".into(), "/root/.krustlet", None).unwrap();
+                for m in g.manifests() {
+                    m.write_patterns(&l).unwrap_or_else(|e| panic!("{e}"));
+                }
             }
-        }
-        for m in g.manifests() {
-            let upstream = g.ancestors(&m.name);
-            for i in &m.inputs {
-                assert!(
-                    i.from.starts_with("--") || upstream.contains(&i.from),
-                    "phases/{}.toml: input {:?} comes from {:?}, which is not upstream",
-                    m.name,
-                    i.name,
-                    i.from
-                );
+            for m in g.manifests() {
+                let upstream = g.ancestors(&m.name);
+                for i in &m.inputs {
+                    let other_workflow = i
+                        .from
+                        .strip_prefix("workflow:")
+                        .is_some_and(|w| names.iter().any(|n| n == w));
+                    assert!(
+                        i.from.starts_with("--") || other_workflow || upstream.contains(&i.from),
+                        "phases/{}/{}.toml: input {:?} comes from {:?}, which is not upstream",
+                        g.name(),
+                        m.name,
+                        i.name,
+                        i.from
+                    );
+                }
             }
         }
     }

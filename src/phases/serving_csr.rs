@@ -2,7 +2,8 @@
 //! certificate (not the bootstrap token) for `kubernetes.io/kubelet-serving`, with the node name
 //! as DNS SAN and the node's IPs (`--node-ip`, or the address this machine uses to reach the API
 //! server) as IP SANs. Serving CSRs are never auto-approved by kube-controller-manager, so while
-//! waiting bootlet prints the exact `kubectl certificate approve` to run.
+//! waiting bootlet prints the exact `kubectl certificate approve` to run. `renew` runs the same
+//! request when the certificate is due.
 
 use std::net::IpAddr;
 
@@ -14,8 +15,11 @@ use super::common::{
 use crate::engine::Ctx;
 use crate::error::{Error, Result};
 
-/// Done when a staged or installed serving certificate verifies.
+/// Done when a staged or installed serving certificate verifies (renew: and is not yet due).
 pub async fn check(cx: &mut Ctx) -> Result<Check> {
+    if cx.workflow() == "renew" {
+        return super::renewal::check(cx, CertKind::Serving).await;
+    }
     let rec = ClusterRecord::load(cx)?;
     let cas = trusted_cas(cx, rec.as_ref());
     let cn = node_user(&cx.settings.node_name);

@@ -7,6 +7,10 @@
 //! them) behind `-current.pem` links swapped atomically, and `kubelet.conf` pointing at
 //! `kubelet-client-current.pem`. krustlet layout: `kubeconfig` with the credentials embedded,
 //! `krustlet.crt`, `krustlet.key`.
+//!
+//! A node joined without a serving certificate (`--skip-phases serving-csr`) gets the client
+//! credentials alone; `renew` installs what it renewed and leaves the bootstrap kubeconfig (the
+//! fallback a join kept on purpose) and the CA file alone.
 
 use super::Check;
 use super::common::{
@@ -32,6 +36,7 @@ pub async fn check(cx: &mut Ctx) -> Result<Check> {
     }
     match installed_serving(cx)? {
         PairState::Valid(_) => {}
+        PairState::Absent if !wants_serving(cx) => {}
         PairState::Absent => missing.push("serving credentials not installed".to_string()),
         PairState::Invalid(why) => missing.push(format!(
             "installed serving credentials do not verify: {why}"
@@ -49,7 +54,7 @@ pub async fn check(cx: &mut Ctx) -> Result<Check> {
             missing.push(format!("{ca} does not hold the cluster CA"));
         }
     }
-    if !cx.settings.keep_bootstrap_kubeconfig {
+    if is_join(cx) && !cx.settings.keep_bootstrap_kubeconfig {
         for p in ["bootstrap_kubeconfig", "token_file"] {
             let path = cx.layout.path(p);
             if cx.world.exists(path) {
@@ -113,6 +118,16 @@ fn staged_or_installed(
         PairState::Valid(p) => Some((*p, false)),
         _ => None,
     })
+}
+
+fn is_join(cx: &Ctx) -> bool {
+    cx.workflow() == "join"
+}
+
+/// Whether this run must end with a serving certificate: a join that does not skip serving-csr.
+/// Decided from the flags alone, before any request.
+fn wants_serving(cx: &Ctx) -> bool {
+    is_join(cx) && !cx.settings.skip_phases.iter().any(|p| p == "serving-csr")
 }
 
 /// How an installed private file is exposed.
@@ -189,19 +204,22 @@ pub async fn run(cx: &mut Ctx) -> Result<()> {
             "a verified client certificate, staged or installed",
         )
     })?;
-    let (serving, _) = staged_or_installed(cx, CertKind::Serving, &rec)?.ok_or_else(|| {
-        cx.missing(
+    let serving = staged_or_installed(cx, CertKind::Serving, &rec)?.map(|(p, _)| p);
+    if serving.is_none() && wants_serving(cx) {
+        return Err(cx.missing(
             "serving credentials",
             "a verified serving certificate, staged or installed",
-        )
-    })?;
+        ));
+    }
     match cx.layout.kind() {
-        LayoutKind::Kubelet => install_kubelet(cx, &rec, &client, &serving)?,
-        LayoutKind::Krustlet => install_krustlet(cx, &rec, &client, &serving)?,
+        LayoutKind::Kubelet => install_kubelet(cx, &rec, &client, serving.as_ref())?,
+        LayoutKind::Krustlet => install_krustlet(cx, &rec, &client, serving.as_ref())?,
     }
     // The installed copies are durable before the staged ones (and the bootstrap credential) go.
     cx.world.flush()?;
-    if cx.settings.keep_bootstrap_kubeconfig {
+    if !is_join(cx) {
+        // renew leaves the bootstrap credential alone: if a join kept it, it is the fallback.
+    } else if cx.settings.keep_bootstrap_kubeconfig {
         cx.act("Kept the bootstrap kubeconfig and token file (--keep-bootstrap-kubeconfig)");
     } else {
         for p in ["bootstrap_kubeconfig", "token_file"] {
@@ -238,7 +256,14 @@ fn install_rotating(cx: &mut Ctx, current_var: &str, prefix: &str, pair: &Pair) 
         ))
         .map_err(|e| Error::internal(e.to_string()))?;
     let dir = cx.layout.path("pki_dir").to_string();
-    let file = format!("{prefix}-{stamp}.pem");
+    // A renewal within the same second as the pair it replaces must not overwrite that pair: the
+    // old one stays in place until the link points at the new one.
+    let mut file = format!("{prefix}-{stamp}.pem");
+    let mut n = 1;
+    while cx.world.exists(&format!("{dir}/{file}")) {
+        file = format!("{prefix}-{stamp}-{n}.pem");
+        n += 1;
+    }
     cx.world.write(
         &format!("{dir}/{file}"),
         content.as_bytes(),
@@ -251,9 +276,15 @@ fn install_rotating(cx: &mut Ctx, current_var: &str, prefix: &str, pair: &Pair) 
     Ok(())
 }
 
-fn install_kubelet(cx: &mut Ctx, rec: &ClusterRecord, client: &Pair, serving: &Pair) -> Result<()> {
+fn install_kubelet(
+    cx: &mut Ctx,
+    rec: &ClusterRecord,
+    client: &Pair,
+    serving: Option<&Pair>,
+) -> Result<()> {
     let ca_path = cx.layout.path("ca_cert").to_string();
     match cx.world.read(&ca_path)? {
+        None if !is_join(cx) => {}
         None => {
             cx.world
                 .write(&ca_path, rec.ca.as_bytes(), PUBLIC_FILE_MODE)?;
@@ -268,7 +299,9 @@ fn install_kubelet(cx: &mut Ctx, rec: &ClusterRecord, client: &Pair, serving: &P
         }
     }
     install_rotating(cx, "client_current", "kubelet-client", client)?;
-    install_rotating(cx, "server_current", "kubelet-server", serving)?;
+    if let Some(serving) = serving {
+        install_rotating(cx, "server_current", "kubelet-server", serving)?;
+    }
     let kubeconfig = cx.layout.path("kubeconfig").to_string();
     let pem_ref = cx
         .layout
@@ -287,7 +320,7 @@ fn install_krustlet(
     cx: &mut Ctx,
     rec: &ClusterRecord,
     client: &Pair,
-    serving: &Pair,
+    serving: Option<&Pair>,
 ) -> Result<()> {
     let kubeconfig = cx.layout.path("kubeconfig").to_string();
     let text = render_node(
@@ -306,6 +339,9 @@ fn install_krustlet(
             "Wrote {kubeconfig} (0600) with the client credentials embedded"
         ));
     }
+    let Some(serving) = serving else {
+        return Ok(());
+    };
     let cert = cx.layout.path("serving_cert").to_string();
     let key = cx.layout.path("serving_key").to_string();
     // Key before certificate: a reader that finds the new certificate finds its key too.

@@ -22,6 +22,9 @@ use crate::error::{Error, Result};
 /// backdates by 5 minutes).
 pub const BACKDATE: Duration = Duration::minutes(5);
 
+/// Below this lifetime the signer does not take the backdate off the end (the signer's `Short`).
+pub const SHORT: Duration = Duration::hours(8);
+
 /// What a certificate may be used for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Usages {
@@ -226,7 +229,15 @@ fn leaf_params(
     }
     let now = OffsetDateTime::now_utc();
     params.not_before = now - BACKDATE;
-    params.not_after = now + lifetime;
+    // The kube-controller-manager signer (pkg/controller/certificates/authority/policies.go,
+    // PermissiveSigningPolicy.apply) backdates NotBefore by 5 minutes for clock skew, and for a
+    // lifetime of 8 h or more takes those minutes off the end, so the total stays the lifetime;
+    // a short-lived certificate keeps its full lifetime from now.
+    params.not_after = if lifetime < SHORT {
+        now + lifetime
+    } else {
+        now + lifetime - BACKDATE
+    };
     params.serial_number = Some(random_serial()?);
     params.use_authority_key_identifier_extension = true;
     params.is_ca = IsCa::ExplicitNoCa;

@@ -9,6 +9,7 @@ pub mod csr;
 pub mod jws;
 pub mod keys;
 pub mod pin;
+pub mod rotation;
 
 use base64::Engine;
 use rustls_pki_types::CertificateDer;

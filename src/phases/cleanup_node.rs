@@ -1,0 +1,78 @@
+//! cleanup-node (reset): remove what bootlet wrote under the root and nothing else. The journal's
+//! ledger lists every file and link bootlet wrote (kubelet.conf, the timestamped pairs and their
+//! `-current.pem` links, the CA file when bootlet wrote it, the bootstrap kubeconfig, its state);
+//! each is removed only while it still holds what bootlet wrote, so a file an operator or the
+//! kubelet has since replaced is left alone and named. Then the journal itself, and the state
+//! directory when it is empty. kubeadm's `reset` (phase of the same name) deletes whole directories;
+//! bootlet keeps to its own files.
+
+use super::Check;
+use crate::engine::Ctx;
+use crate::engine::journal::FileEntry;
+use crate::error::Result;
+
+/// Files the ledger records that are still on disk (sorted), with their entries.
+fn recorded_present(cx: &Ctx) -> Vec<(String, FileEntry)> {
+    cx.world
+        .journal
+        .files
+        .iter()
+        .filter(|(p, _)| cx.world.exists(p))
+        .map(|(p, e)| (p.clone(), e.clone()))
+        .collect()
+}
+
+/// Whether `path` still holds what the ledger says bootlet wrote there.
+fn unchanged(cx: &Ctx, path: &str, entry: &FileEntry) -> bool {
+    match &entry.link {
+        Some(target) => cx.world.read_link(path).as_deref() == Some(target.as_str()),
+        None => cx
+            .world
+            .read(path)
+            .ok()
+            .flatten()
+            .is_some_and(|b| entry.vouches_for(&crate::pki::sha256_hex(&b))),
+    }
+}
+
+/// Done when nothing the journal records is left and there is no state directory.
+pub async fn check(cx: &mut Ctx) -> Result<Check> {
+    let present = recorded_present(cx);
+    let state = cx.layout.path("state");
+    Ok(if present.is_empty() && !cx.world.exists(state) {
+        Check::Done("nothing bootlet wrote is left under the root".into())
+    } else {
+        Check::NotDone(format!(
+            "{} file(s) bootlet wrote are still there",
+            present.len()
+        ))
+    })
+}
+
+/// Removes them.
+pub async fn run(cx: &mut Ctx) -> Result<()> {
+    let verb = if cx.dry_run() { "Would remove" } else { "Removed" };
+    // Links before the files they point at, so that no link is ever left dangling.
+    let mut present = recorded_present(cx);
+    present.sort_by_key(|(p, e)| (e.link.is_none(), p.clone()));
+    for (path, entry) in present {
+        if unchanged(cx, &path, &entry) {
+            cx.world.remove(&path)?;
+            cx.act(format!("{verb} {path}"));
+        } else {
+            cx.warn(format!(
+                "left {path} alone: it changed since bootlet wrote it (remove it yourself if it is no longer needed)"
+            ));
+        }
+    }
+    if cx.world.retire_journal()? {
+        cx.act(format!("{verb} {}", cx.layout.path("journal")));
+    }
+    for dir in ["staging", "state"] {
+        let dir = cx.layout.path(dir).to_string();
+        if cx.world.remove_empty_dir(&dir)? {
+            cx.act(format!("{verb} the directory {dir}"));
+        }
+    }
+    Ok(())
+}

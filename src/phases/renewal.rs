@@ -1,0 +1,103 @@
+//! What `renew` changes in the CSR phases: when a certificate is due (the kubelet's rotation
+//! deadline, see [`crate::pki::rotation`]), and which credentials ask for the new client
+//! certificate (the node's current one, so the cluster's `selfnodeclient` auto-approval applies;
+//! the bootstrap kubeconfig only when that has expired, as the kubelet falls back).
+
+use super::Check;
+use super::common::{
+    CertKind, ClusterRecord, PairState, installed_client, installed_serving, node_access,
+};
+use crate::engine::Ctx;
+use crate::error::{Error, ErrorKind, Result};
+use crate::kubeconfig::ClusterAccess;
+use crate::pki::cert::fmt_unix;
+use crate::pki::rotation::rotation_deadline;
+
+/// The renew done-check of the client or serving CSR phase.
+pub async fn check(cx: &mut Ctx, kind: CertKind) -> Result<Check> {
+    let key = cx.layout.staged(&format!("{}.key", kind.stem()));
+    if cx.world.exists(&key) {
+        return Ok(Check::NotDone(format!(
+            "a renewal of the {} certificate was interrupted: resuming it with the staged key",
+            kind.stem()
+        )));
+    }
+    let installed = match kind {
+        CertKind::Client => installed_client(cx)?,
+        CertKind::Serving => installed_serving(cx)?,
+    };
+    Ok(match installed {
+        PairState::Valid(p) => {
+            let due = rotation_deadline(&p.info);
+            let valid = fmt_unix(p.info.not_after);
+            if cx.settings.force {
+                Check::NotDone(format!(
+                    "--force: renewing now (valid until {valid}, due at {})",
+                    fmt_unix(due)
+                ))
+            } else if crate::pki::cert::now_unix() >= due {
+                Check::NotDone(format!(
+                    "past its rotation deadline {} (valid until {valid})",
+                    fmt_unix(due)
+                ))
+            } else {
+                Check::Done(format!(
+                    "valid until {valid}; rotation due at {} (70-90 % of its lifetime)",
+                    fmt_unix(due)
+                ))
+            }
+        }
+        PairState::Invalid(why) => {
+            Check::NotDone(format!("the installed {} certificate {why}", kind.stem()))
+        }
+        PairState::Absent if kind == CertKind::Serving => Check::Skip(
+            "no serving certificate to renew (joined without one; `bootlet join` adds it)".into(),
+        ),
+        PairState::Absent => {
+            return Err(Error::new(
+                ErrorKind::MissingInput,
+                format!(
+                    "this root has no client certificate to renew; join it first (`bootlet join --root {} …`)",
+                    cx.settings.root.display()
+                ),
+            ));
+        }
+    })
+}
+
+/// The bootstrap credentials a renewal may fall back to: `--bootstrap-kubeconfig`, else the one a
+/// join kept (`--keep-bootstrap-kubeconfig`).
+fn bootstrap_access(cx: &Ctx) -> Result<Option<ClusterAccess>> {
+    if let Some(p) = &cx.settings.bootstrap_kubeconfig {
+        return crate::kubeconfig::load(p, "the bootstrap kubeconfig").map(Some);
+    }
+    match cx.world.read_host_path(cx.layout.path("bootstrap_kubeconfig")) {
+        Some(host) => crate::kubeconfig::load(&host, "the bootstrap kubeconfig").map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The client that asks for the renewed client certificate, and as whom.
+pub fn client_csr_sender(cx: &mut Ctx, rec: &ClusterRecord) -> Result<crate::cluster::Cluster> {
+    let why = match installed_client(cx)? {
+        PairState::Valid(p) => return cx.cluster(&node_access(rec, &p), "node"),
+        PairState::Invalid(why) => why,
+        PairState::Absent => "is missing".to_string(),
+    };
+    match bootstrap_access(cx)? {
+        Some(access) => {
+            cx.warn(format!(
+                "the node's client certificate {why}: asking with the bootstrap credentials instead, as the kubelet falls back"
+            ));
+            let identity = match access.credentials {
+                crate::kubeconfig::Credentials::Token(_) => "bootstrap token",
+                _ => "bootstrap credentials",
+            };
+            cx.cluster(&access, identity)
+        }
+        None => Err(Error::untrusted(format!(
+            "the node's client certificate {why} and there is no bootstrap kubeconfig to fall back to; give one with --bootstrap-kubeconfig FILE, or re-join (`bootlet reset --root {} --force`, then `bootlet join …`)",
+            cx.settings.root.display()
+        ))),
+    }
+}
