@@ -5,6 +5,8 @@
 //!   approval, median and p99;
 //! - `node`: node-side joins (bootstrap kubeconfig) against the same, median and p99, with the
 //!   request count per join;
+//! - `renew`: forced renewals (client and serving, as the node) of one joined node, median and
+//!   p99, with the request count per renewal;
 //! - `storm`: N nodes (distinct names and keys) joining one sandbox concurrently from one process;
 //! - `dryrun`: an offline `--dry-run` of the whole flow;
 //! - `profile`: where a node-side join's time goes;
@@ -183,6 +185,42 @@ fn node(b: &Bench, n: usize) {
     report("node-side join", times);
     println!(
         "{:<28} {:.2} requests per node-side join",
+        "",
+        requests as f64 / n as f64
+    );
+}
+
+fn renew(b: &Bench, n: usize) {
+    let roots = scratch();
+    let root = roots.path().join("renewed");
+    b.rt.block_on(join(node_options(&root, "renew-node", &b.bootstrap())));
+    b.sandbox.reset_counters();
+    let times: Vec<Duration> = (0..n)
+        .map(|_| {
+            let mut s = settings(Options {
+                root: Some(root.clone()),
+                ..Default::default()
+            });
+            s.force = true;
+            let t = Instant::now();
+            let outcome =
+                b.rt.block_on(execute(Command::Run("renew".into()), s, Output::quiet()));
+            if let Some(e) = outcome.error {
+                panic!("renew failed: {e}");
+            }
+            t.elapsed()
+        })
+        .collect();
+    let requests: u64 = b
+        .sandbox
+        .counters()
+        .iter()
+        .filter(|(u, _)| u.starts_with("system:node:"))
+        .flat_map(|(_, v)| v.values())
+        .sum();
+    report("forced renew (both certs)", times);
+    println!(
+        "{:<28} {:.2} requests per renewal, all as the node",
         "",
         requests as f64 / n as f64
     );
@@ -420,6 +458,9 @@ fn main() {
     }
     if want("node") {
         node(&b, n);
+    }
+    if want("renew") {
+        renew(&b, n);
     }
     if want("profile") {
         profile(&b, 50);

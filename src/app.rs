@@ -109,7 +109,10 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
-        Cmd::Join(args) => run_engine(Command::join(), settings_from(args.node.config.as_deref(), args.to_options())?),
+        Cmd::Join(args) => run_engine(
+            Command::join(),
+            settings_from(args.node.config.as_deref(), args.to_options())?,
+        ),
         Cmd::Phase {
             name,
             workflow,

@@ -10,7 +10,12 @@ pub fn phases_md(workflows: &[PhaseGraph]) -> String {
     );
     out.push_str("Paths use the layout's variables: `{bootstrap_kubeconfig}` is `/etc/kubernetes/bootstrap-kubelet.conf` in the kubelet layout and `$KRUSTLET_DATA_DIR/config/bootstrap.conf` in the krustlet layout; `{state}` is `/var/lib/bootlet` (kubelet) or `$KRUSTLET_DATA_DIR/bootlet` (krustlet); `{staging}` is `{state}/staging`.\n\n");
     for g in workflows {
-        out.push_str(&format!("- [`bootlet {}`](#workflow-{}): {}\n", g.name(), g.name(), g.description().summary));
+        out.push_str(&format!(
+            "- [`bootlet {}`](#workflow-{}): {}\n",
+            g.name(),
+            g.name(),
+            g.description().summary
+        ));
     }
     out.push('\n');
     for g in workflows {
@@ -34,7 +39,13 @@ fn workflow_md(out: &mut String, graph: &PhaseGraph) {
         out.push_str("Each phase's own check decides whether it runs.\n\n");
     }
     for (i, m) in graph.manifests().enumerate() {
-        out.push_str(&format!("### {}.{}. {}\n\n{}\n\n", graph.description().order, i + 1, m.name, m.summary));
+        out.push_str(&format!(
+            "### {}.{}. {}\n\n{}\n\n",
+            graph.description().order,
+            i + 1,
+            m.name,
+            m.summary
+        ));
         let list = |v: &[String]| {
             if v.is_empty() {
                 "none".to_string()

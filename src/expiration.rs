@@ -12,8 +12,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::files::Layout;
 use crate::output::Output;
 use crate::phases::common::{
-    CertKind, ClusterRecord, PairState, installed_certificate, installed_client,
-    installed_serving,
+    CertKind, ClusterRecord, PairState, installed_certificate, installed_client, installed_serving,
 };
 use crate::pki::cert::{CertInfo, fmt_unix, now_unix};
 use crate::settings::{OutputFormat, Settings};
@@ -43,7 +42,11 @@ pub struct Credential {
 }
 
 fn subject(info: &CertInfo) -> String {
-    let mut parts: Vec<String> = info.common_names.iter().map(|c| format!("CN={c}")).collect();
+    let mut parts: Vec<String> = info
+        .common_names
+        .iter()
+        .map(|c| format!("CN={c}"))
+        .collect();
     parts.extend(info.organizations.iter().map(|o| format!("O={o}")));
     parts.join(", ")
 }

@@ -64,9 +64,16 @@ fn graph_prints_the_run_order_as_text_dot_and_mermaid() {
     // The other workflows share the CSR phases and write-files, in their own graphs.
     let renew = bootlet(&["graph", "--workflow", "renew", "--format", "dot"]);
     renew.ok();
-    assert!(renew.stdout.starts_with("digraph renew {"), "{}", renew.stdout);
+    assert!(
+        renew.stdout.starts_with("digraph renew {"),
+        "{}",
+        renew.stdout
+    );
     assert!(renew.stdout.contains("\"client-csr\" -> \"serving-csr\""));
-    assert!(!renew.stdout.contains("kubeconfig"), "renew has no bootstrap phases");
+    assert!(
+        !renew.stdout.contains("kubeconfig"),
+        "renew has no bootstrap phases"
+    );
     let reset = bootlet(&["graph", "--workflow", "reset"]);
     reset.ok();
     assert!(reset.stdout.contains("cleanup-node"), "{}", reset.stdout);

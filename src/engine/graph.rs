@@ -322,7 +322,12 @@ mod tests {
         let renew = PhaseGraph::workflow("renew").unwrap();
         assert_eq!(renew.order(), ["client-csr", "serving-csr", "write-files"]);
         assert!(!renew.description().done_when_downstream_done);
-        assert!(PhaseGraph::workflow("nope").unwrap_err().message().contains("join, renew, reset"));
+        assert!(
+            PhaseGraph::workflow("nope")
+                .unwrap_err()
+                .message()
+                .contains("join, renew, reset")
+        );
     }
 
     #[test]
@@ -349,8 +354,8 @@ mod tests {
     fn cycles_and_unknown_names_are_errors() {
         let a = m("a", &["b"]);
         let b = m("b", &["a"]);
-        let e = PhaseGraph::from_sources("t", &[("workflow", W), ("a", &a), ("b", &b)])
-            .unwrap_err();
+        let e =
+            PhaseGraph::from_sources("t", &[("workflow", W), ("a", &a), ("b", &b)]).unwrap_err();
         assert!(e.message().contains("cycle: a -> b -> a"), "{e}");
         let c = m("c", &["nope"]);
         let e = PhaseGraph::from_sources("t", &[("workflow", W), ("c", &c)]).unwrap_err();

@@ -236,18 +236,34 @@ async fn run(
     if command.is_plan() {
         for name in &order {
             let s = &statuses[name];
-            cx.out.say(name, format!("{}: {}", s.label(), s.reason()));
+            let mut reason = s.reason().to_string();
+            if let Status::Done(_) = s
+                && let Some(up) = runs_upstream_of(&graph, name, &statuses)
+            {
+                reason.push_str(&format!("; checked again after {up} runs"));
+            }
+            cx.out.say(name, format!("{}: {reason}", s.label()));
             plan.push(PlanRow {
                 name: name.clone(),
                 status: s.label().into(),
-                reason: s.reason().into(),
+                reason,
             });
         }
         return Ok(());
     }
     let mut failure = None;
+    let mut ran: BTreeSet<String> = BTreeSet::new();
     for name in &order {
-        let status = statuses[name].clone();
+        let mut status = statuses[name].clone();
+        // The world is the truth: a phase found done before an upstream phase changed the world
+        // looks again (renew's write-files has nothing to install until a CSR phase staged one).
+        if matches!(status, Status::Done(_))
+            && failure.is_none()
+            && ran.iter().any(|r| downstream_of(&graph, name, r))
+            && let Check::NotDone(why) = recheck(&mut cx, &graph, name).await?
+        {
+            status = Status::WillRun(why);
+        }
         if failure.is_some() {
             let r = report.phase_mut(name);
             r.status = "not-run".into();
@@ -268,6 +284,7 @@ async fn run(
                 r.reason = reason;
             }
             Status::WillRun(reason) => {
+                ran.insert(name.clone());
                 if let Err(e) = run_phase(&mut cx, &graph, name, &reason, report).await {
                     failure = Some(e);
                 }
@@ -281,6 +298,26 @@ async fn run(
         .phases
         .iter()
         .any(|p| p.name == "write-files" && (p.status == "ran" || p.status == "done"));
+    if *command == Command::Run("renew".into()) {
+        let renewed: Vec<&str> = report
+            .phases
+            .iter()
+            .filter(|p| p.status == "ran" && p.name.ends_with("-csr"))
+            .map(|p| p.name.trim_end_matches("-csr"))
+            .collect();
+        let line = if renewed.is_empty() {
+            "Nothing was due: no certificate was renewed".to_string()
+        } else if cx.dry_run() {
+            format!("Would renew: {}", renewed.join(", "))
+        } else {
+            format!(
+                "Renewed the {} certificate{}; the old ones stayed valid and in place until the new ones were verified",
+                renewed.join(" and "),
+                if renewed.len() > 1 { "s" } else { "" }
+            )
+        };
+        cx.out.say("renew", line);
+    }
     if *command == Command::join() && !cx.dry_run() && installed {
         cx.out.say(
             "join",
@@ -385,6 +422,38 @@ fn validate_inputs(cx: &mut Ctx) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The first phase upstream of `name` that will run, if any.
+fn runs_upstream_of(
+    graph: &PhaseGraph,
+    name: &str,
+    statuses: &BTreeMap<String, Status>,
+) -> Option<String> {
+    graph
+        .order()
+        .into_iter()
+        .find(|up| {
+            matches!(statuses.get(*up), Some(Status::WillRun(_))) && downstream_of(graph, name, up)
+        })
+        .map(String::from)
+}
+
+/// Runs the done-check of `name` again (read-only, as in [`evaluate`]).
+async fn recheck(cx: &mut Ctx, graph: &PhaseGraph, name: &str) -> Result<Check> {
+    let manifest = graph.get(name).expect("known").clone();
+    let imp = phases::implementation(name)
+        .ok_or_else(|| Error::internal(format!("phase {name} has no implementation")))?;
+    cx.set_phase(name);
+    cx.gate.enter(
+        &format!("{}/{name}", graph.name()),
+        manifest.requests.clone(),
+        true,
+    );
+    let checked = (imp.check)(cx).await;
+    cx.gate.leave();
+    cx.take_actions();
+    checked
 }
 
 /// Statuses of `scope`, sinks first, so "everything after me is done" can be answered.

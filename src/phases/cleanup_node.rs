@@ -51,7 +51,11 @@ pub async fn check(cx: &mut Ctx) -> Result<Check> {
 
 /// Removes them.
 pub async fn run(cx: &mut Ctx) -> Result<()> {
-    let verb = if cx.dry_run() { "Would remove" } else { "Removed" };
+    let verb = if cx.dry_run() {
+        "Would remove"
+    } else {
+        "Removed"
+    };
     // Links before the files they point at, so that no link is ever left dangling.
     let mut present = recorded_present(cx);
     present.sort_by_key(|(p, e)| (e.link.is_none(), p.clone()));

@@ -282,10 +282,12 @@ pub fn installed_certificate(cx: &Ctx, kind: CertKind) -> Result<Option<(String,
         (LayoutKind::Krustlet, CertKind::Serving) => cx.layout.path("serving_cert"),
         (LayoutKind::Krustlet, CertKind::Client) => {
             let path = cx.layout.path("kubeconfig").to_string();
-            return Ok(installed_kubeconfig(cx).and_then(|kc| match kc.credentials {
-                Credentials::ClientCert { cert_pem, .. } => Some((path, cert_pem)),
-                _ => None,
-            }));
+            return Ok(
+                installed_kubeconfig(cx).and_then(|kc| match kc.credentials {
+                    Credentials::ClientCert { cert_pem, .. } => Some((path, cert_pem)),
+                    _ => None,
+                }),
+            );
         }
     };
     Ok(cx

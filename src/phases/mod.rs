@@ -99,7 +99,10 @@ mod tests {
         let renew = workflows.iter().find(|g| g.name() == "renew").unwrap();
         let join = workflows.iter().find(|g| g.name() == "join").unwrap();
         for shared in ["client-csr", "serving-csr", "write-files"] {
-            assert!(renew.get(shared).is_some() && join.get(shared).is_some(), "{shared}");
+            assert!(
+                renew.get(shared).is_some() && join.get(shared).is_some(),
+                "{shared}"
+            );
         }
         for name in &manifests {
             let file = format!(

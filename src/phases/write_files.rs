@@ -78,7 +78,11 @@ pub async fn check(cx: &mut Ctx) -> Result<Check> {
         });
     }
     Ok(if missing.is_empty() {
-        Check::Done("credentials installed and verified; bootstrap credential removed".into())
+        Check::Done(if is_join(cx) {
+            "credentials installed and verified; bootstrap credential removed".into()
+        } else {
+            "credentials installed and verified; nothing renewed is waiting".into()
+        })
     } else {
         Check::NotDone(missing.join("; "))
     })

@@ -62,7 +62,11 @@ mod tests {
             let c = cert(&format!("{i:x}"), 1_000, 1_000 + year);
             let f = rotation_fraction(&c);
             assert!((0.7..0.9).contains(&f), "{f}");
-            assert_eq!(rotation_deadline(&c), rotation_deadline(&c.clone()), "stable per certificate");
+            assert_eq!(
+                rotation_deadline(&c),
+                rotation_deadline(&c.clone()),
+                "stable per certificate"
+            );
             let d = rotation_deadline(&c);
             assert!(d >= 1_000 + year * 7 / 10 && d <= 1_000 + year * 9 / 10);
             buckets[((f - 0.7) / 0.05) as usize] += 1;
