@@ -439,7 +439,7 @@ fn runs_upstream_of(
         .map(String::from)
 }
 
-/// Runs the done-check of `name` again (read-only, as in [`evaluate`]).
+/// Runs the done-check of `name`, held to read-only requests of its manifest.
 async fn recheck(cx: &mut Ctx, graph: &PhaseGraph, name: &str) -> Result<Check> {
     let manifest = graph.get(name).expect("known").clone();
     let imp = phases::implementation(name)
@@ -468,18 +468,7 @@ async fn evaluate(
         let status = if skipped.contains(name) {
             Status::Skipped("in --skip-phases".into())
         } else {
-            let manifest = graph.get(name).expect("known").clone();
-            let imp = phases::implementation(name)
-                .ok_or_else(|| Error::internal(format!("phase {name} has no implementation")))?;
-            cx.set_phase(name);
-            cx.gate.enter(
-                &format!("{}/{name}", graph.name()),
-                manifest.requests.clone(),
-                true,
-            );
-            let checked = (imp.check)(cx).await;
-            cx.gate.leave();
-            match checked? {
+            match recheck(cx, graph, name).await? {
                 Check::Done(r) => Status::Done(r),
                 Check::Skip(r) => Status::Skipped(r),
                 Check::NotDone(r) if !graph.description().done_when_downstream_done => {
@@ -495,7 +484,6 @@ async fn evaluate(
         };
         statuses.insert(name.clone(), status);
     }
-    cx.take_actions();
     Ok(statuses)
 }
 
