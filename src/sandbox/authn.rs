@@ -1,6 +1,7 @@
 //! Authentication, in kube-apiserver's order: client certificate (verified by TLS against the
-//! sandbox CA; user = CN, groups = O), then bearer token (bootstrap tokens only, with every rule
-//! of `plugin/pkg/auth/authenticator/token/bootstrap/bootstrap.go`), then anonymous.
+//! sandbox CA; user = CN, groups = O), then bearer token (bootstrap tokens, with every rule of
+//! `plugin/pkg/auth/authenticator/token/bootstrap/bootstrap.go`, and the service-account tokens
+//! this sandbox issues through TokenRequest), then anonymous.
 
 use serde_json::Value;
 
@@ -48,6 +49,7 @@ pub fn authenticate(
     peer_cert: Option<&CertInfo>,
     authorization: Option<&str>,
     store: &Store,
+    token_key: &ring::hmac::Key,
 ) -> Authn {
     if let Some(cert) = peer_cert {
         let mut groups = cert.organizations.clone();
@@ -62,7 +64,12 @@ pub fn authenticate(
         let Some(token) = h.strip_prefix("Bearer ").map(str::trim) else {
             return Authn::Rejected;
         };
-        return match bootstrap_token_user(token, store) {
+        let user = if token.split('.').count() == 3 {
+            service_account_user(token, store, token_key)
+        } else {
+            bootstrap_token_user(token, store)
+        };
+        return match user {
             Some(u) => Authn::User(u),
             None => Authn::Rejected,
         };
@@ -138,5 +145,66 @@ fn bootstrap_token_user(token: &str, store: &Store) -> Option<UserInfo> {
         name: parsed.user_name(),
         groups,
         uid: String::new(),
+    })
+}
+
+const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+
+fn b64url() -> base64::engine::GeneralPurpose {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+}
+
+/// A service-account token (a JWT, as kube-apiserver's TokenRequest returns; signed here with
+/// the sandbox's HMAC key rather than the service-account key pair, which clients never check).
+pub fn issue_service_account_token(
+    key: &ring::hmac::Key,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    audiences: &[String],
+    expires_at: i64,
+) -> String {
+    use base64::Engine;
+    let now = crate::pki::cert::now_unix();
+    let header = serde_json::json!({"alg": "HS256", "kid": "bootlet-sandbox", "typ": "JWT"});
+    let claims = serde_json::json!({"aud": audiences, "exp": expires_at, "iat": now, "nbf": now, "iss": ISSUER,
+        "sub": format!("system:serviceaccount:{namespace}:{name}"),
+        "kubernetes.io": {"namespace": namespace, "serviceaccount": {"name": name, "uid": uid}}});
+    let signing_input = format!(
+        "{}.{}",
+        b64url().encode(header.to_string()),
+        b64url().encode(claims.to_string())
+    );
+    let sig = ring::hmac::sign(key, signing_input.as_bytes());
+    format!("{signing_input}.{}", b64url().encode(sig.as_ref()))
+}
+
+/// The service account a token this sandbox issued stands for, while it is unexpired and the
+/// account still exists with the same uid (the legacy and bound-token rules that matter here).
+fn service_account_user(token: &str, store: &Store, key: &ring::hmac::Key) -> Option<UserInfo> {
+    use base64::Engine;
+    let (signing_input, sig) = token.rsplit_once('.')?;
+    let sig = b64url().decode(sig).ok()?;
+    ring::hmac::verify(key, signing_input.as_bytes(), &sig).ok()?;
+    let claims: Value =
+        serde_json::from_slice(&b64url().decode(signing_input.split_once('.')?.1).ok()?).ok()?;
+    if claims["iss"] != ISSUER || claims["exp"].as_i64()? <= crate::pki::cert::now_unix() {
+        return None;
+    }
+    let ns = claims["kubernetes.io"]["namespace"].as_str()?;
+    let name = claims["kubernetes.io"]["serviceaccount"]["name"].as_str()?;
+    let uid = claims["kubernetes.io"]["serviceaccount"]["uid"].as_str()?;
+    let sa = store.get("serviceaccounts", ns, name)?;
+    if sa["metadata"]["uid"].as_str() != Some(uid) {
+        return None;
+    }
+    Some(UserInfo {
+        name: format!("system:serviceaccount:{ns}:{name}"),
+        groups: vec![
+            "system:serviceaccounts".into(),
+            format!("system:serviceaccounts:{ns}"),
+            "system:authenticated".into(),
+        ],
+        uid: uid.to_string(),
     })
 }

@@ -4,25 +4,40 @@
 //! state of a control plane fresh from `kubeadm init` (or `--bare`). It is a test and demo fixture,
 //! not a Kubernetes.
 
-pub mod api;
 pub mod authn;
 pub mod controllers;
+pub mod core;
+pub mod csrs;
+pub mod decode;
+pub mod discovery;
+pub mod http;
+pub mod impersonation;
+pub mod nodes;
+pub mod patch;
 pub mod protobuf;
 pub mod rbac;
+pub mod request;
 pub mod resources;
+pub mod rest;
+pub mod reviews;
+pub mod router;
+pub mod selectors;
 pub mod server;
+pub mod state;
 pub mod store;
+pub mod tables;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
-use tokio::sync::watch;
+
 use tokio::task::JoinHandle;
 
-use server::State;
-pub use server::{Counters, SandboxOptions};
+use state::State;
+pub use state::{Counters, SandboxOptions};
 
 use crate::error::{Error, Result};
 use crate::files::{PUBLIC_FILE_MODE, SECRET_FILE_MODE, write_atomic};
@@ -34,7 +49,7 @@ use crate::secret::SecretString;
 /// A running sandbox.
 pub struct Sandbox {
     state: Arc<State>,
-    shutdown: watch::Sender<bool>,
+    shutdown: tokio::sync::watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     admin_kubeconfig: SecretString,
 }
@@ -55,7 +70,7 @@ impl Sandbox {
         let (listener, addr) = server::bind(options.port).await?;
         let url = format!("https://{addr}");
         let acceptor = server::tls_acceptor(&ca)?;
-        let (tx, rx) = watch::channel(false);
+        let (tx, rx) = tokio::sync::watch::channel(false);
         let state = Arc::new(State {
             store: Mutex::new(store::Store::new()),
             ca: ca.clone(),
@@ -63,6 +78,11 @@ impl Sandbox {
             counters: Mutex::new(BTreeMap::new()),
             url: url.clone(),
             shutdown: rx,
+            token_key: ring::hmac::Key::generate(
+                ring::hmac::HMAC_SHA256,
+                &ring::rand::SystemRandom::new(),
+            )
+            .map_err(|_| Error::internal("the OS random number generator failed"))?,
         });
         seed(&state, options.bare)?;
         let admin_kubeconfig = SecretString::new(admin_kubeconfig(&ca, &url)?);

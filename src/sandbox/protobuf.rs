@@ -105,13 +105,18 @@ fn entry(b: &[u8]) -> Result<(String, Vec<u8>), String> {
     Ok((k, v))
 }
 
-/// `meta.v1.Time`: seconds = 1, nanos = 2.
+/// `meta.v1.Time`: seconds = 1, nanos = 2. Go's zero time (what kubectl sends for a condition
+/// time it leaves to the server) is "unset", as the JSON encoding omits it, not 1970.
 fn time(b: &[u8]) -> Result<Value, String> {
     let mut secs = 0i64;
     for (n, f) in fields(b)? {
         if let (1, Field::Varint(v)) = (n, f) {
             secs = v as i64;
         }
+    }
+    // Go's zero time.Time is 0001-01-01T00:00:00Z: -62135596800 seconds from the Unix epoch.
+    if secs == 0 || secs == -62_135_596_800 {
+        return Ok(Value::Null);
     }
     Ok(json!(crate::pki::cert::fmt_unix(secs)))
 }

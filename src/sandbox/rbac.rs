@@ -1,6 +1,8 @@
 //! Authorization: `system:masters` may do anything (kube-apiserver's privileged group), a subset
-//! of the Node authorizer (nodes may create and watch CSRs and read their own Node), and RBAC over
-//! the stored Roles, ClusterRoles and bindings. Also the default bootstrap policy objects a fresh
+//! of the Node authorizer (`plugin/pkg/auth/authorizer/node`: nodes may create and watch CSRs,
+//! read Nodes, write their Node and its status, their Lease in `kube-node-lease`, and events;
+//! NodeRestriction admission then holds each node to its own objects, see `nodes.rs`), and RBAC
+//! over the stored Roles, ClusterRoles and bindings. Also the default bootstrap policy objects a fresh
 //! cluster has (`plugin/pkg/auth/authorizer/rbac/bootstrappolicy/policy.go`) and the ones
 //! `kubeadm init` adds.
 
@@ -135,13 +137,61 @@ fn node_authorizer_allows(user: &UserInfo, a: &Attributes) -> bool {
             matches!(a.verb.as_str(), "create" | "get" | "list" | "watch")
         }
         ("", "nodes", "" | "status") => match a.verb.as_str() {
-            "create" => true,
-            "get" | "update" | "patch" => a.name == node,
-            "list" | "watch" => true,
+            "create" | "get" | "list" | "watch" => true,
+            "update" | "patch" | "delete" => a.name == node,
             _ => false,
         },
+        ("coordination.k8s.io", "leases", "") => a.namespace == NODE_LEASE_NAMESPACE,
+        ("", "events", "") | ("events.k8s.io", "events", "") => {
+            matches!(a.verb.as_str(), "create" | "update" | "patch")
+        }
         _ => false,
     }
+}
+
+/// Where nodes keep their heartbeat Leases.
+pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
+
+/// The rules `user` holds in `namespace` (cluster-wide ones included), as a SelfSubjectRulesReview
+/// reports them: resource rules, non-resource rules, and whether the list is incomplete (an
+/// authorizer that cannot enumerate its rules, the Node authorizer, was involved).
+pub fn rules_for(
+    store: &Store,
+    user: &UserInfo,
+    namespace: &str,
+) -> (Vec<Value>, Vec<Value>, bool) {
+    let mut resource_rules = Vec::new();
+    let mut non_resource_rules = Vec::new();
+    let mut collect = |binding: &Value, ns: &str| {
+        let bound = binding["subjects"]
+            .as_array()
+            .is_some_and(|subs| subs.iter().any(|s| subject_matches(s, user, ns)));
+        if !bound {
+            return;
+        }
+        for r in role_rules(store, &binding["roleRef"], ns) {
+            if r["nonResourceURLs"].is_array() {
+                non_resource_rules
+                    .push(json!({"verbs": r["verbs"], "nonResourceURLs": r["nonResourceURLs"]}));
+            } else {
+                let mut rule = json!({"verbs": r["verbs"], "apiGroups": r["apiGroups"], "resources": r["resources"]});
+                if r["resourceNames"].is_array() {
+                    rule["resourceNames"] = r["resourceNames"].clone();
+                }
+                resource_rules.push(rule);
+            }
+        }
+    };
+    for b in store.list("clusterrolebindings", "") {
+        collect(&b, "");
+    }
+    if !namespace.is_empty() {
+        for b in store.list("rolebindings", namespace) {
+            collect(&b, namespace);
+        }
+    }
+    let node = user.name.starts_with("system:node:") && user.in_group("system:nodes");
+    (resource_rules, non_resource_rules, node)
 }
 
 /// Whether `user` may do `a`.

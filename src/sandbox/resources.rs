@@ -1,7 +1,5 @@
-//! The resources the sandbox serves, their discovery documents, and the server-side tables kubectl
-//! prints from.
-
-use serde_json::{Value, json};
+//! The resources the sandbox serves: group, version, names, scope, verbs, subresources, and the
+//! field selectors each supports.
 
 /// One served resource.
 #[derive(Debug, Clone, Copy)]
@@ -24,7 +22,14 @@ pub struct ResourceDef {
     pub verbs: &'static [&'static str],
     /// Subresources.
     pub subresources: &'static [&'static str],
+    /// Field selectors beyond `metadata.name` and `metadata.namespace`.
+    pub field_labels: &'static [&'static str],
+    /// Whether an update (PUT) must carry the resourceVersion it read (the strategy's
+    /// `AllowUnconditionalUpdate() == false`).
+    pub conditional_update: bool,
 }
+
+const NO_FIELDS: &[&str] = &[];
 
 const STD_VERBS: &[&str] = &[
     "create", "delete", "get", "list", "patch", "update", "watch",
@@ -41,7 +46,9 @@ pub const RESOURCES: &[ResourceDef] = &[
         namespaced: false,
         short_names: &["ns"],
         verbs: STD_VERBS,
-        subresources: &[],
+        subresources: &["status"],
+        field_labels: &["status.phase"],
+        conditional_update: false,
     },
     ResourceDef {
         group: "",
@@ -53,6 +60,8 @@ pub const RESOURCES: &[ResourceDef] = &[
         short_names: &[],
         verbs: STD_VERBS,
         subresources: &[],
+        field_labels: &["type"],
+        conditional_update: false,
     },
     ResourceDef {
         group: "",
@@ -64,6 +73,8 @@ pub const RESOURCES: &[ResourceDef] = &[
         short_names: &["cm"],
         verbs: STD_VERBS,
         subresources: &[],
+        field_labels: NO_FIELDS,
+        conditional_update: false,
     },
     ResourceDef {
         group: "",
@@ -75,6 +86,8 @@ pub const RESOURCES: &[ResourceDef] = &[
         short_names: &["no"],
         verbs: STD_VERBS,
         subresources: &["status"],
+        field_labels: &["spec.unschedulable"],
+        conditional_update: false,
     },
     ResourceDef {
         group: "certificates.k8s.io",
@@ -86,6 +99,8 @@ pub const RESOURCES: &[ResourceDef] = &[
         short_names: &["csr"],
         verbs: STD_VERBS,
         subresources: &["approval", "status"],
+        field_labels: &["spec.signerName"],
+        conditional_update: true,
     },
     ResourceDef {
         group: "rbac.authorization.k8s.io",
@@ -97,6 +112,8 @@ pub const RESOURCES: &[ResourceDef] = &[
         short_names: &[],
         verbs: STD_VERBS,
         subresources: &[],
+        field_labels: NO_FIELDS,
+        conditional_update: false,
     },
     ResourceDef {
         group: "rbac.authorization.k8s.io",
@@ -108,6 +125,8 @@ pub const RESOURCES: &[ResourceDef] = &[
         short_names: &[],
         verbs: STD_VERBS,
         subresources: &[],
+        field_labels: NO_FIELDS,
+        conditional_update: false,
     },
     ResourceDef {
         group: "rbac.authorization.k8s.io",
@@ -119,6 +138,8 @@ pub const RESOURCES: &[ResourceDef] = &[
         short_names: &[],
         verbs: STD_VERBS,
         subresources: &[],
+        field_labels: NO_FIELDS,
+        conditional_update: false,
     },
     ResourceDef {
         group: "rbac.authorization.k8s.io",
@@ -130,6 +151,8 @@ pub const RESOURCES: &[ResourceDef] = &[
         short_names: &[],
         verbs: STD_VERBS,
         subresources: &[],
+        field_labels: NO_FIELDS,
+        conditional_update: false,
     },
     ResourceDef {
         group: "authentication.k8s.io",
@@ -141,6 +164,81 @@ pub const RESOURCES: &[ResourceDef] = &[
         short_names: &[],
         verbs: &["create"],
         subresources: &[],
+        field_labels: NO_FIELDS,
+        conditional_update: false,
+    },
+    ResourceDef {
+        group: "authorization.k8s.io",
+        version: "v1",
+        plural: "selfsubjectaccessreviews",
+        singular: "selfsubjectaccessreview",
+        kind: "SelfSubjectAccessReview",
+        namespaced: false,
+        short_names: &[],
+        verbs: &["create"],
+        subresources: &[],
+        field_labels: NO_FIELDS,
+        conditional_update: false,
+    },
+    ResourceDef {
+        group: "authorization.k8s.io",
+        version: "v1",
+        plural: "selfsubjectrulesreviews",
+        singular: "selfsubjectrulesreview",
+        kind: "SelfSubjectRulesReview",
+        namespaced: false,
+        short_names: &[],
+        verbs: &["create"],
+        subresources: &[],
+        field_labels: NO_FIELDS,
+        conditional_update: false,
+    },
+    ResourceDef {
+        group: "coordination.k8s.io",
+        version: "v1",
+        plural: "leases",
+        singular: "lease",
+        kind: "Lease",
+        namespaced: true,
+        short_names: &[],
+        verbs: STD_VERBS,
+        subresources: &[],
+        field_labels: NO_FIELDS,
+        conditional_update: true,
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        plural: "events",
+        singular: "event",
+        kind: "Event",
+        namespaced: true,
+        short_names: &["ev"],
+        verbs: STD_VERBS,
+        subresources: &[],
+        field_labels: &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "reason",
+            "type",
+            "source",
+        ],
+        conditional_update: false,
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        plural: "serviceaccounts",
+        singular: "serviceaccount",
+        kind: "ServiceAccount",
+        namespaced: true,
+        short_names: &["sa"],
+        verbs: STD_VERBS,
+        subresources: &["token"],
+        field_labels: NO_FIELDS,
+        conditional_update: false,
     },
 ];
 
@@ -152,6 +250,12 @@ impl ResourceDef {
         } else {
             format!("{}/{}", self.group, self.version)
         }
+    }
+
+    /// Whether `label` is a field selector this resource supports.
+    pub fn supports_field(&self, label: &str) -> bool {
+        matches!(label, "metadata.name" | "metadata.namespace")
+            || self.field_labels.contains(&label)
     }
 
     /// `plural.group` or `plural`, as in Status messages.
@@ -171,233 +275,22 @@ pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resourc
         .find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
-/// `/version`.
-pub fn version() -> Value {
-    json!({"major": "1", "minor": "32", "gitVersion": "v1.32.0-bootlet-sandbox", "gitCommit": "0000000000000000000000000000000000000000",
-        "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "rust", "compiler": "rustc", "platform": "linux/amd64"})
+/// The resource a kind is served as.
+pub fn by_kind(kind: &str) -> Option<&'static ResourceDef> {
+    RESOURCES.iter().find(|r| r.kind == kind)
 }
 
-/// `/api`.
-pub fn api_versions(server_address: &str) -> Value {
-    json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}]})
-}
-
-fn groups() -> Vec<&'static str> {
-    let mut g: Vec<&str> = RESOURCES
-        .iter()
-        .map(|r| r.group)
-        .filter(|g| !g.is_empty())
-        .collect();
-    g.dedup();
-    g
-}
-
-fn group_doc(g: &str) -> Value {
-    let gv = format!("{g}/v1");
-    json!({"name": g, "versions": [{"groupVersion": gv, "version": "v1"}], "preferredVersion": {"groupVersion": gv, "version": "v1"}})
-}
-
-/// `/apis`.
-pub fn api_group_list() -> Value {
-    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups().iter().map(|g| group_doc(g)).collect::<Vec<_>>()})
-}
-
-/// `/apis/<group>`.
-pub fn api_group(group: &str) -> Option<Value> {
-    groups().contains(&group).then(|| {
-        let mut d = group_doc(group);
-        d["kind"] = json!("APIGroup");
-        d["apiVersion"] = json!("v1");
-        d
-    })
-}
-
-/// `/api/v1` or `/apis/<group>/<version>`.
-pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
-    let defs: Vec<&ResourceDef> = RESOURCES
-        .iter()
-        .filter(|r| r.group == group && r.version == version)
-        .collect();
-    if defs.is_empty() {
-        return None;
-    }
-    let mut resources = Vec::new();
-    for d in &defs {
-        let mut r = json!({"name": d.plural, "singularName": d.singular, "namespaced": d.namespaced, "kind": d.kind, "verbs": d.verbs});
-        if !d.short_names.is_empty() {
-            r["shortNames"] = json!(d.short_names);
-        }
-        resources.push(r);
-        for sub in d.subresources {
-            resources.push(json!({"name": format!("{}/{sub}", d.plural), "singularName": "", "namespaced": d.namespaced, "kind": d.kind, "verbs": ["get", "patch", "update"]}));
-        }
-    }
-    Some(
-        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": defs[0].api_version(), "resources": resources}),
-    )
-}
-
-/// A human age like kube-apiserver prints (`5s`, `3m2s`, `4h`, `2d`).
-pub fn age(created: &str) -> String {
-    let Ok(t) =
-        time::OffsetDateTime::parse(created, &time::format_description::well_known::Rfc3339)
-    else {
-        return "<unknown>".into();
-    };
-    let s = (time::OffsetDateTime::now_utc() - t).whole_seconds().max(0);
-    match s {
-        0..120 => format!("{s}s"),
-        120..600 => format!("{}m{}s", s / 60, s % 60),
-        600..10_800 => format!("{}m", s / 60),
-        10_800..172_800 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86_400),
-    }
-}
-
-fn csr_condition(obj: &Value) -> String {
-    let mut out: Vec<String> = obj["status"]["conditions"]
-        .as_array()
-        .map(|cs| {
-            cs.iter()
-                .filter(|c| c["status"] == "True")
-                .filter_map(|c| c["type"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    if out.is_empty() {
-        return "Pending".into();
-    }
-    if obj["status"]["certificate"]
-        .as_str()
-        .is_some_and(|c| !c.is_empty())
-    {
-        out.push("Issued".into());
-    }
-    out.join(",")
-}
-
-fn columns(def: &ResourceDef) -> Vec<(&'static str, &'static str)> {
-    match def.plural {
-        "namespaces" => vec![("Name", "string"), ("Status", "string"), ("Age", "string")],
-        "secrets" => vec![
-            ("Name", "string"),
-            ("Type", "string"),
-            ("Data", "string"),
-            ("Age", "string"),
-        ],
-        "configmaps" => vec![("Name", "string"), ("Data", "string"), ("Age", "string")],
-        "certificatesigningrequests" => vec![
-            ("Name", "string"),
-            ("Age", "string"),
-            ("SignerName", "string"),
-            ("Requestor", "string"),
-            ("RequestedDuration", "string"),
-            ("Condition", "string"),
-        ],
-        _ => vec![("Name", "string"), ("Age", "string")],
-    }
-}
-
-fn cells(def: &ResourceDef, obj: &Value) -> Vec<Value> {
-    let name = obj["metadata"]["name"].clone();
-    let age = json!(age(obj["metadata"]["creationTimestamp"]
-        .as_str()
-        .unwrap_or_default()));
-    let count = |v: &Value| json!(v.as_object().map(|m| m.len()).unwrap_or(0));
-    match def.plural {
-        "namespaces" => vec![
-            name,
-            json!(obj["status"]["phase"].as_str().unwrap_or("Active")),
-            age,
-        ],
-        "secrets" => vec![name, obj["type"].clone(), count(&obj["data"]), age],
-        "configmaps" => vec![name, count(&obj["data"]), age],
-        "certificatesigningrequests" => vec![
-            name,
-            age,
-            obj["spec"]["signerName"].clone(),
-            obj["spec"]["username"].clone(),
-            json!(
-                obj["spec"]["expirationSeconds"]
-                    .as_u64()
-                    .map(|s| format!("{}m", s / 60))
-                    .unwrap_or_else(|| "<none>".into())
-            ),
-            json!(csr_condition(obj)),
-        ],
-        _ => vec![name, age],
-    }
-}
-
-/// A `meta.k8s.io/v1` Table of `objects`.
-pub fn table(def: &ResourceDef, objects: &[Value], resource_version: u64) -> Value {
-    let cols: Vec<Value> = columns(def)
-        .iter()
-        .map(|(n, t)| {
-            let mut c =
-                json!({"name": n, "type": t, "format": "", "description": n, "priority": 0});
-            if *n == "Name" {
-                c["format"] = json!("name");
-            }
-            c
-        })
-        .collect();
-    let rows: Vec<Value> = objects
-        .iter()
-        .map(|o| {
-            json!({"cells": cells(def, o), "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]}})
-        })
-        .collect();
-    json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": resource_version.to_string()}, "columnDefinitions": cols, "rows": rows})
-}
-
-fn gv_path(group: &str, version: &str) -> String {
-    if group.is_empty() {
-        format!("api/{version}")
-    } else {
-        format!("apis/{group}/{version}")
-    }
-}
-
-/// `/openapi/v3`: one entry per group-version.
-pub fn openapi_v3_root() -> Value {
-    let mut paths = serde_json::Map::new();
-    for d in RESOURCES {
-        let p = gv_path(d.group, d.version);
-        paths.insert(
-            p.clone(),
-            json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash=bootlet-sandbox")}),
-        );
-    }
-    json!({"paths": paths})
-}
-
-/// `/openapi/v3/<gv>`: only what kubectl reads from it, the PATCH operation of each object path
-/// with its group-version-kind and the `fieldValidation` parameter (which tells kubectl to validate
-/// on the server instead of downloading schemas). The sandbox has no schemas to offer.
-pub fn openapi_v3_group_version(gv: &str) -> Option<Value> {
-    let defs: Vec<&ResourceDef> = RESOURCES
-        .iter()
-        .filter(|d| gv_path(d.group, d.version) == gv)
-        .collect();
-    if defs.is_empty() {
-        return None;
-    }
-    let mut paths = serde_json::Map::new();
-    for d in defs.iter().filter(|d| d.verbs.contains(&"patch")) {
-        let base = format!("/{gv}");
-        let path = if d.namespaced {
-            format!("{base}/namespaces/{{namespace}}/{}/{{name}}", d.plural)
-        } else {
-            format!("{base}/{}/{{name}}", d.plural)
-        };
-        paths.insert(path, json!({"patch": {
-            "x-kubernetes-group-version-kind": {"group": d.group, "version": d.version, "kind": d.kind},
-            "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}}],
-            "responses": {"200": {"description": "OK"}}
-        }}));
-    }
-    Some(
-        json!({"openapi": "3.0.0", "info": {"title": "Kubernetes (bootlet sandbox)", "version": "v1.32.0"}, "paths": paths, "components": {}}),
-    )
-}
+/// TokenRequest, the `serviceaccounts/token` subresource's kind (for its error messages).
+pub const TOKEN_REQUEST: ResourceDef = ResourceDef {
+    group: "authentication.k8s.io",
+    version: "v1",
+    plural: "tokenrequests",
+    singular: "tokenrequest",
+    kind: "TokenRequest",
+    namespaced: true,
+    short_names: &[],
+    verbs: &["create"],
+    subresources: &[],
+    field_labels: NO_FIELDS,
+    conditional_update: false,
+};

@@ -1,113 +1,25 @@
 //! HTTPS serving: TLS with optional client certificates (verified against the sandbox CA, so that
-//! certificate, token and anonymous clients share one port), HTTP/1.1 and HTTP/2, per-request
-//! latency and fault injection, and request counters.
+//! certificate, token and anonymous clients share one port), HTTP/1.1 and HTTP/2, and the limits a
+//! real server has against abuse: a cap on connections served at once (more are closed as they
+//! arrive, never queued), a TLS handshake timeout and a header-read timeout, and an accept loop
+//! that backs off when the process runs out of file descriptors instead of spinning.
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
-use super::store::Store;
+use super::state::State;
 use crate::error::{Error, Result};
 use crate::pki::ca::{Ca, Subject, Usages};
 use crate::pki::cert::CertInfo;
 use crate::pki::keys::PrivateKey;
-
-/// Response bodies (whole or streamed).
-pub type Body = BoxBody<Bytes, std::io::Error>;
-
-/// Behaviour knobs.
-#[derive(Debug, Clone)]
-pub struct SandboxOptions {
-    /// Listen port on 127.0.0.1 (0 = any free port).
-    pub port: u16,
-    /// CA certificate and PKCS#8 key to use instead of a fresh CA.
-    pub ca: Option<(String, String)>,
-    /// Start without the kubeadm bootstrap bindings and cluster-info.
-    pub bare: bool,
-    /// Also approve serving CSRs (demos).
-    pub auto_approve_serving: bool,
-    /// Share of requests answered 500 or 429.
-    pub fault_rate: f64,
-    /// Added latency per request, uniformly in [min, max] milliseconds.
-    pub latency_ms: (u64, u64),
-    /// Close every watch abruptly after this long.
-    pub drop_watch_after: Option<Duration>,
-    /// Default certificate lifetime of the signer.
-    pub signing_duration: Duration,
-    /// Interval of watch bookmarks.
-    pub bookmark_interval: Duration,
-    /// Rewrite `cluster-info` on its way to anonymous readers, as a man in the middle would
-    /// (tests of discovery's JWS check; the bootstrap signer would re-sign a stored change).
-    pub tamper_cluster_info: bool,
-    /// Run the controllers (approver, signers, token cleaner). Off only for tests that plant
-    /// objects the controllers would repair.
-    pub run_controllers: bool,
-}
-
-impl Default for SandboxOptions {
-    fn default() -> Self {
-        SandboxOptions {
-            port: 0,
-            ca: None,
-            bare: false,
-            auto_approve_serving: false,
-            fault_rate: 0.0,
-            latency_ms: (0, 0),
-            drop_watch_after: None,
-            signing_duration: Duration::from_secs(365 * 24 * 3600),
-            bookmark_interval: Duration::from_secs(5),
-            tamper_cluster_info: false,
-            run_controllers: true,
-        }
-    }
-}
-
-/// Requests counted per user and verb.
-pub type Counters = BTreeMap<String, BTreeMap<String, u64>>;
-
-/// Shared server state.
-pub struct State {
-    /// Objects.
-    pub store: Mutex<Store>,
-    /// The cluster CA.
-    pub ca: Arc<Ca>,
-    /// Knobs.
-    pub options: SandboxOptions,
-    /// Counters.
-    pub counters: Mutex<Counters>,
-    /// `https://127.0.0.1:PORT`.
-    pub url: String,
-    /// Flips to true on shutdown; watches end.
-    pub shutdown: watch::Receiver<bool>,
-}
-
-impl State {
-    /// Counts one request.
-    pub fn count(&self, user: &str, verb: &str) {
-        let mut c = self.counters.lock().expect("counters");
-        *c.entry(user.to_string())
-            .or_default()
-            .entry(verb.to_string())
-            .or_default() += 1;
-    }
-}
-
-/// A uniform random number in [0, 1).
-pub fn random_unit() -> f64 {
-    let mut b = [0u8; 8];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
-    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
-}
 
 /// Builds the TLS acceptor: a serving certificate from the CA for 127.0.0.1, ::1 and localhost,
 /// client certificates optional but verified when offered.
@@ -156,20 +68,66 @@ pub fn tls_acceptor(ca: &Ca) -> Result<tokio_rustls::TlsAcceptor> {
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
+/// Connections being served; a slot is held from accept to close.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Lets the process use as many file descriptors as its hard limit allows, so that the
+/// connection cap (not the descriptor limit) decides when connections are refused.
+fn raise_fd_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if let Some(max) = limit.maximum
+        && limit.current.is_some_and(|c| c < max)
+    {
+        let _ = setrlimit(
+            Resource::Nofile,
+            rustix::process::Rlimit {
+                current: Some(max),
+                maximum: Some(max),
+            },
+        );
+    }
+}
+
 /// Accepts connections until `shutdown` flips.
 pub async fn serve(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, state: Arc<State>) {
+    raise_fd_limit();
     let mut shutdown = state.shutdown.clone();
+    let active = Arc::new(AtomicUsize::new(0));
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = shutdown.changed() => return,
         };
-        let Ok((tcp, _peer)) = accepted else { continue };
+        let tcp = match accepted {
+            Ok((tcp, _peer)) => tcp,
+            // Out of descriptors (or another transient error): wait instead of spinning.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if active.fetch_add(1, Ordering::Relaxed) >= state.options.max_connections {
+            active.fetch_sub(1, Ordering::Relaxed);
+            drop(tcp);
+            continue;
+        }
+        let slot = Slot(active.clone());
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let state = state.clone();
         tokio::spawn(async move {
-            let Ok(tls) = acceptor.accept(tcp).await else {
+            let _slot = slot;
+            let handshake = acceptor.accept(tcp);
+            let Ok(Ok(tls)) =
+                tokio::time::timeout(state.options.handshake_timeout, handshake).await
+            else {
                 return;
             };
             let peer = tls
@@ -179,18 +137,22 @@ pub async fn serve(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, s
                 .and_then(|c| c.first())
                 .and_then(|c| CertInfo::parse(c).ok());
             let peer = Arc::new(peer);
+            let service_state = state.clone();
             let service = hyper::service::service_fn(move |req| {
-                let state = state.clone();
+                let state = service_state.clone();
                 let peer = peer.clone();
                 async move {
                     Ok::<_, Infallible>(
-                        super::api::handle(state, peer.as_ref().as_ref(), req).await,
+                        super::router::handle(state, peer.as_ref().as_ref(), req).await,
                     )
                 }
             });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tls), service)
-                .await;
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(state.options.header_read_timeout);
+            let _ = builder.serve_connection(TokioIo::new(tls), service).await;
         });
     }
 }

@@ -46,6 +46,15 @@ pub enum StoreError {
     AlreadyExists,
     /// 409 Conflict (stale resourceVersion).
     Conflict,
+    /// The object is larger than etcd takes (`--max-request-bytes` of etcd, 1.5 MiB).
+    TooLarge,
+}
+
+/// The largest object etcd stores by default (1.5 MiB).
+pub const MAX_OBJECT_BYTES: usize = 1536 * 1024;
+
+fn too_large(obj: &Value) -> bool {
+    serde_json::to_vec(obj).map(|b| b.len()).unwrap_or(0) > MAX_OBJECT_BYTES
 }
 
 /// RFC 3339 seconds, as Kubernetes writes timestamps.
@@ -124,13 +133,35 @@ impl Store {
             .cloned()
     }
 
-    /// Objects of a resource, in one namespace or all ("").
+    /// Objects of a resource, in one namespace or all (""), in key order.
     pub fn list(&self, resource: &str, ns: &str) -> Vec<Value> {
-        self.objects
-            .iter()
-            .filter(|((r, n, _), _)| r == resource && (ns.is_empty() || n == ns))
+        self.range(resource, ns, None)
             .map(|(_, v)| v.clone())
             .collect()
+    }
+
+    /// Objects of a resource (one namespace or all) after `after`, in key order, without
+    /// walking the other resources: the store is ordered by (resource, namespace, name).
+    pub fn range<'a>(
+        &'a self,
+        resource: &'a str,
+        ns: &'a str,
+        after: Option<&Key>,
+    ) -> impl Iterator<Item = (&'a Key, &'a Value)> + 'a {
+        use std::ops::Bound;
+        let start: Key = (resource.to_string(), ns.to_string(), String::new());
+        let lower = match after {
+            Some(k) if *k >= start => Bound::Excluded(k.clone()),
+            _ => Bound::Included(start),
+        };
+        self.objects
+            .range((lower, Bound::Unbounded))
+            .take_while(move |((r, n, _), _)| r == resource && (ns.is_empty() || n == ns))
+    }
+
+    /// How many objects of `resource` are stored.
+    pub fn count(&self, resource: &str) -> usize {
+        self.range(resource, "", None).count()
     }
 
     fn emit(&mut self, kind: &'static str, resource: &str, ns: &str, object: Value) {
@@ -168,6 +199,9 @@ impl Store {
         if self.objects.contains_key(&key) {
             return Err(StoreError::AlreadyExists);
         }
+        if too_large(&obj) {
+            return Err(StoreError::TooLarge);
+        }
         let rv = self.next_rv();
         let meta = obj["metadata"].as_object_mut().expect("metadata object");
         meta.insert("uid".into(), json!(uid()));
@@ -199,6 +233,9 @@ impl Store {
             && Some(given) != old["metadata"]["resourceVersion"].as_str()
         {
             return Err(StoreError::Conflict);
+        }
+        if too_large(&obj) {
+            return Err(StoreError::TooLarge);
         }
         let uid = old["metadata"]["uid"].clone();
         let created = old["metadata"]["creationTimestamp"].clone();
@@ -272,5 +309,35 @@ mod tests {
         assert_eq!(evs[0].kind, "MODIFIED");
         s.delete("secrets", "ns", "a", None).unwrap();
         assert!(s.get("secrets", "ns", "a").is_none());
+    }
+
+    #[test]
+    fn ranges_stay_within_their_resource_and_namespace() {
+        let mut s = Store::new();
+        for (r, ns, n) in [
+            ("configmaps", "a", "x"),
+            ("secrets", "a", "1"),
+            ("secrets", "a", "2"),
+            ("secrets", "b", "3"),
+            ("services", "a", "z"),
+        ] {
+            s.create(r, ns, json!({"metadata": {"name": n}})).unwrap();
+        }
+        let names = |it: Vec<Value>| {
+            it.iter()
+                .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(s.list("secrets", "")), ["1", "2", "3"]);
+        assert_eq!(names(s.list("secrets", "a")), ["1", "2"]);
+        let after = ("secrets".to_string(), "a".to_string(), "1".to_string());
+        let rest: Vec<Value> = s
+            .range("secrets", "", Some(&after))
+            .map(|(_, v)| v.clone())
+            .collect();
+        assert_eq!(names(rest), ["2", "3"]);
+        assert_eq!(s.count("secrets"), 3);
+        let huge = json!({"metadata": {"name": "h"}, "data": {"x": "y".repeat(MAX_OBJECT_BYTES)}});
+        assert_eq!(s.create("secrets", "a", huge), Err(StoreError::TooLarge));
     }
 }

@@ -1,26 +1,21 @@
-//! The controllers of a kubeadm cluster that the join flow meets, with the real rules:
+//! The certificate controllers of kube-controller-manager, with the real rules:
 //! - csrapprover (`pkg/controller/certificates/approver/sarapprove.go`): auto-approves kubelet
 //!   client CSRs after a SubjectAccessReview against `nodeclient` / `selfnodeclient`; never serving
 //!   CSRs (unless the sandbox runs with `--auto-approve-serving`);
 //! - signer (`pkg/controller/certificates/signer/signer.go`): re-validates approved CSRs of the
 //!   kubelet signers (`pkg/apis/certificates/helpers.go`), signs with the CA honouring
-//!   `expirationSeconds` (floor 600 s), or marks them `Failed`;
-//! - bootstrap signer (`pkg/controller/bootstrap/bootstrapsigner.go`): keeps `jws-kubeconfig-<id>`
-//!   in `kube-public/cluster-info` for every valid signing token;
-//! - token cleaner (`pkg/controller/bootstrap/tokencleaner.go`): deletes expired token Secrets.
+//!   `expirationSeconds` (floor 600 s), or marks them `Failed`.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{Value, json};
-use tokio::sync::broadcast::error::RecvError;
 
-use super::authn::{UserInfo, token_expired};
-use super::rbac::{Attributes, allowed};
-use super::server::State;
-use super::store::timestamp;
+use super::super::authn::UserInfo;
+use super::super::rbac::{Attributes, allowed};
+use super::super::state::State;
+use super::super::store::timestamp;
 use crate::pki::ca::{Subject, Usages};
 use crate::pki::csr::CsrInfo;
 
@@ -31,46 +26,20 @@ pub const KUBELET_SERVING: &str = "kubernetes.io/kubelet-serving";
 /// Generic API client signer.
 pub const APISERVER_CLIENT: &str = "kubernetes.io/kube-apiserver-client";
 
-/// Runs the controllers until shutdown.
-pub async fn run(state: Arc<State>) {
-    let mut events = state.store.lock().expect("store").subscribe();
-    let mut shutdown = state.shutdown.clone();
-    let mut resync = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            _ = resync.tick() => {
-                resync_all(&state);
-                clean_tokens(&state);
-            }
-            ev = events.recv() => match ev {
-                Ok(ev) => match ev.resource.as_str() {
-                    "certificatesigningrequests" if ev.kind != "DELETED" => handle_csr(&state, &ev.object),
-                    "secrets" if ev.namespace == "kube-system" => sign_cluster_info(&state),
-                    "configmaps" if ev.namespace == "kube-public" => sign_cluster_info(&state),
-                    _ => {}
-                },
-                // Missed events: look at everything, as an informer resync would.
-                Err(RecvError::Lagged(_)) => resync_all(&state),
-                Err(RecvError::Closed) => return,
-            }
-        }
-    }
+/// What became of a CSR the controllers looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing (more) to do for now.
+    Settled,
+    /// Recognized as a kubelet client CSR, but the SubjectAccessReview said no: the approver
+    /// returns an ignorable error and the controller requeues it with backoff
+    /// (`certificate_controller.go` `processNextWorkItem`), so restoring a binding later still
+    /// gets it approved.
+    Retry,
 }
 
-fn resync_all(state: &State) {
-    let csrs = state
-        .store
-        .lock()
-        .expect("store")
-        .list("certificatesigningrequests", "");
-    for csr in &csrs {
-        handle_csr(state, csr);
-    }
-    sign_cluster_info(state);
-}
-
-fn handle_csr(state: &State, csr: &Value) {
+/// Approves or signs the CSR `csr` (the version an event carried), if it is still current.
+pub fn handle_csr(state: &State, csr: &Value) -> Outcome {
     let name = csr["metadata"]["name"]
         .as_str()
         .unwrap_or_default()
@@ -83,16 +52,31 @@ fn handle_csr(state: &State, csr: &Value) {
             .expect("store")
             .get("certificatesigningrequests", "", &name)
     else {
-        return;
+        return Outcome::Settled;
     };
     if current["metadata"]["resourceVersion"] != csr["metadata"]["resourceVersion"]
         && csr["metadata"]["resourceVersion"].is_string()
     {
-        return;
+        return Outcome::Settled;
     }
-    if !approve(state, &current) {
-        sign(state, &current);
+    match approve(state, &current) {
+        Approval::Approved => Outcome::Settled,
+        Approval::Refused => Outcome::Retry,
+        Approval::NotMine => {
+            sign(state, &current);
+            Outcome::Settled
+        }
     }
+}
+
+/// The approver's answer.
+enum Approval {
+    /// It approved (the signer acts on the next event).
+    Approved,
+    /// Recognized, but the requester may not have it auto-approved (yet).
+    Refused,
+    /// Not a CSR it approves (or already decided).
+    NotMine,
 }
 
 fn conditions(csr: &Value) -> Vec<Value> {
@@ -232,13 +216,13 @@ fn subject_access_review(state: &State, csr: &Value, subresource: &str) -> bool 
     allowed(&state.store.lock().expect("store"), &requester(csr), &attrs)
 }
 
-/// The approver. Returns whether it approved (the signer then acts on the next event).
-fn approve(state: &State, csr: &Value) -> bool {
+/// The approver.
+fn approve(state: &State, csr: &Value) -> Approval {
     if has_certificate(csr) || has_condition(csr, "Approved") || has_condition(csr, "Denied") {
-        return false;
+        return Approval::NotMine;
     }
     let Some(req) = parse_request(csr) else {
-        return false;
+        return Approval::NotMine;
     };
     let signer = csr["spec"]["signerName"].as_str().unwrap_or_default();
     let usages = usages(csr);
@@ -258,7 +242,8 @@ fn approve(state: &State, csr: &Value) -> bool {
     ];
     for (recognized, subresource, message) in recognizers {
         if recognized && subject_access_review(state, csr, subresource) {
-            return add_condition(state, csr, "Approved", "AutoApproved", message);
+            add_condition(state, csr, "Approved", "AutoApproved", message);
+            return Approval::Approved;
         }
     }
     if state.options.auto_approve_serving
@@ -266,15 +251,20 @@ fn approve(state: &State, csr: &Value) -> bool {
         && validate_kubelet_serving(&req, &usages).is_ok()
         && username == req.cn()
     {
-        return add_condition(
+        add_condition(
             state,
             csr,
             "Approved",
             "AutoApproved",
             "Auto approving kubelet serving certificate (bootlet sandbox --auto-approve-serving).",
         );
+        return Approval::Approved;
     }
-    false
+    if is_node_client {
+        Approval::Refused
+    } else {
+        Approval::NotMine
+    }
 }
 
 fn add_condition(state: &State, csr: &Value, ty: &str, reason: &str, message: &str) -> bool {
@@ -370,85 +360,6 @@ fn sign(state: &State, csr: &Value) {
             .lock()
             .expect("store")
             .update("certificatesigningrequests", "", name, updated);
-}
-
-fn secret_data(secret: &Value, key: &str) -> Option<String> {
-    let b = base64::engine::general_purpose::STANDARD
-        .decode(secret["data"][key].as_str()?)
-        .ok()?;
-    String::from_utf8(b).ok()
-}
-
-/// `validateSecretForSigning`: the token a Secret holds, if it may sign cluster-info.
-fn signing_token(secret: &Value) -> Option<crate::token::BootstrapToken> {
-    let name = secret["metadata"]["name"].as_str()?;
-    let id = name.strip_prefix("bootstrap-token-")?;
-    if id.len() != 6
-        || !id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-    {
-        return None;
-    }
-    if secret["type"].as_str() != Some("bootstrap.kubernetes.io/token") {
-        return None;
-    }
-    if secret_data(secret, "token-id")? != id {
-        return None;
-    }
-    let token_secret = secret_data(secret, "token-secret")?;
-    if token_secret.is_empty()
-        || token_expired(secret)
-        || secret_data(secret, "usage-bootstrap-signing").as_deref() != Some("true")
-    {
-        return None;
-    }
-    crate::token::BootstrapToken::parse(&format!("{id}.{token_secret}")).ok()
-}
-
-/// The bootstrap signer: recompute every `jws-kubeconfig-<id>`, drop stale ones, update only on
-/// change.
-fn sign_cluster_info(state: &State) {
-    let mut store = state.store.lock().expect("store");
-    let Some(cm) = store.get("configmaps", "kube-public", "cluster-info") else {
-        return;
-    };
-    let Some(kubeconfig) = cm["data"]["kubeconfig"].as_str().map(str::to_string) else {
-        return;
-    };
-    let mut data = cm["data"].as_object().cloned().unwrap_or_default();
-    let before = data.clone();
-    data.retain(|k, _| !k.starts_with("jws-kubeconfig-"));
-    for secret in store.list("secrets", "kube-system") {
-        if let Some(token) = signing_token(&secret) {
-            data.insert(
-                format!("jws-kubeconfig-{}", token.id()),
-                json!(crate::pki::jws::sign_detached(&kubeconfig, &token)),
-            );
-        }
-    }
-    if data != before {
-        let mut updated = cm.clone();
-        updated["data"] = Value::Object(data);
-        let _ = store.update("configmaps", "kube-public", "cluster-info", updated);
-    }
-}
-
-/// The token cleaner: delete expired bootstrap-token Secrets (with a uid precondition).
-fn clean_tokens(state: &State) {
-    let mut store = state.store.lock().expect("store");
-    for secret in store.list("secrets", "kube-system") {
-        if secret["type"].as_str() == Some("bootstrap.kubernetes.io/token")
-            && token_expired(&secret)
-        {
-            let name = secret["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            let uid = secret["metadata"]["uid"].as_str().map(str::to_string);
-            let _ = store.delete("secrets", "kube-system", &name, uid.as_deref());
-        }
-    }
 }
 
 #[cfg(test)]
