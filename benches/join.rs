@@ -7,6 +7,8 @@
 //!   request count per join;
 //! - `renew`: forced renewals (client and serving, as the node) of one joined node, median and
 //!   p99, with the request count per renewal;
+//! - `crowded`: node-side joins against a sandbox holding 4,000 CSRs, against a fresh one, and the
+//!   idle CPU of each (the controllers are event-driven: stored objects cost nothing at rest);
 //! - `storm`: N nodes (distinct names and keys) joining one sandbox concurrently from one process;
 //! - `dryrun`: an offline `--dry-run` of the whole flow;
 //! - `profile`: where a node-side join's time goes;
@@ -224,6 +226,72 @@ fn renew(b: &Bench, n: usize) {
         "",
         requests as f64 / n as f64
     );
+}
+
+/// CPU seconds this process has used (utime + stime; 100 ticks a second).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let Some(i) = stat.rfind(')') else { return 0.0 };
+    let f: Vec<&str> = stat[i + 2..].split_whitespace().collect();
+    (f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0)) / 100.0
+}
+
+fn idle_cpu(b: &Bench, label: &str) {
+    let before = cpu_seconds();
+    b.rt.block_on(async { tokio::time::sleep(Duration::from_secs(5)).await });
+    println!(
+        "{:<28} idle CPU {:.2} s over 5 s ({label})",
+        "",
+        cpu_seconds() - before
+    );
+}
+
+/// Joins alternate between the fresh and the crowded sandbox, so that drift of the disk or the
+/// machine falls on both alike.
+fn crowded(n: usize) {
+    let fresh = Bench::new();
+    let full = Bench::new();
+    let key = bootlet::pki::keys::PrivateKey::generate().unwrap();
+    let pem =
+        bootlet::pki::csr::build(&key, "system:node:old", &["system:nodes"], &[], &[]).unwrap();
+    use base64::Engine;
+    let request = base64::engine::general_purpose::STANDARD.encode(pem);
+    for i in 0..4000 {
+        full.sandbox.put(
+            "certificatesigningrequests",
+            "",
+            serde_json::json!({"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+                "metadata": {"name": format!("old-{i}")},
+                "spec": {"request": request, "signerName": "kubernetes.io/kube-apiserver-client-kubelet", "usages": ["digital signature", "client auth"], "username": "system:node:old"},
+                "status": {"conditions": [{"type": "Denied", "status": "True", "reason": "Old", "message": "old"}]}}),
+        );
+    }
+    full.rt
+        .block_on(async { tokio::time::sleep(Duration::from_secs(1)).await });
+    let roots = scratch();
+    let (bf, bc) = (fresh.bootstrap(), full.bootstrap());
+    let mut tf = Vec::new();
+    let mut tc = Vec::new();
+    for i in 0..n {
+        tf.push(fresh.rt.block_on(join(node_options(
+            &roots.path().join(format!("f{i}")),
+            &format!("fresh-{i}"),
+            &bf,
+        ))));
+        tc.push(full.rt.block_on(join(node_options(
+            &roots.path().join(format!("c{i}")),
+            &format!("crowded-{i}"),
+            &bc,
+        ))));
+    }
+    tf.sort();
+    tc.sort();
+    let ratio = percentile(&tc, 0.5).as_secs_f64() / percentile(&tf, 0.5).as_secs_f64();
+    report("node-side join, fresh", tf);
+    report("node-side join, 4,000 CSRs", tc);
+    println!("{:<28} {ratio:.2}x the fresh sandbox's median", "");
+    idle_cpu(&fresh, "fresh sandbox");
+    idle_cpu(&full, "4,000 CSRs stored");
 }
 
 fn storm(b: &Bench, n: usize) {
@@ -458,6 +526,9 @@ fn main() {
     }
     if want("node") {
         node(&b, n);
+    }
+    if want("crowded") {
+        crowded(n);
     }
     if want("renew") {
         renew(&b, n);

@@ -38,8 +38,8 @@ pub fn field_validation(query: &Query) -> Reply<FieldValidation> {
     }
 }
 
-/// Parses a create/update body: JSON, or kubectl's protobuf.
-pub fn parse_body(def: &ResourceDef, body: &[u8], content_type: &str) -> Reply<Value> {
+/// Parses a create/update body of `kind`: JSON, or kubectl's protobuf.
+pub fn parse_body(kind: &str, body: &[u8], content_type: &str) -> Reply<Value> {
     let v: Value = if content_type.starts_with(super::protobuf::CONTENT_TYPE) {
         super::protobuf::decode(body)
             .map_err(|e| bad_request(&format!("the protobuf object could not be decoded: {e}")))?
@@ -47,7 +47,7 @@ pub fn parse_body(def: &ResourceDef, body: &[u8], content_type: &str) -> Reply<V
         serde_json::from_slice(body)
             .map_err(|e| bad_request(&format!("the object provided is not valid JSON: {e}")))?
     };
-    expect_kind(def, v)
+    expect_kind(kind, v)
 }
 
 /// Parses a server-side apply body (YAML or JSON).
@@ -56,19 +56,18 @@ pub fn parse_apply(def: &ResourceDef, body: &[u8]) -> Reply<Value> {
         .map_err(|_| bad_request("the apply configuration is not UTF-8 text"))?;
     let v: Value = serde_saphyr::from_str(text)
         .map_err(|e| bad_request(&format!("error decoding YAML: {e}")))?;
-    expect_kind(def, v)
+    expect_kind(def.kind, v)
 }
 
-fn expect_kind(def: &ResourceDef, v: Value) -> Reply<Value> {
+fn expect_kind(want: &str, v: Value) -> Reply<Value> {
     if !v.is_object() {
         return Err(bad_request("the object provided is not a JSON object"));
     }
     if let Some(kind) = v["kind"].as_str()
-        && kind != def.kind
+        && kind != want
     {
         return Err(bad_request(&format!(
-            "the API version in the data does not match the expected kind {} (got {kind})",
-            def.kind
+            "the API version in the data does not match the expected kind {want} (got {kind})"
         )));
     }
     Ok(v)

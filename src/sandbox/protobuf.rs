@@ -121,38 +121,34 @@ fn time(b: &[u8]) -> Result<Value, String> {
     Ok(json!(crate::pki::cert::fmt_unix(secs)))
 }
 
-/// `meta.v1.ObjectMeta`.
+/// `meta.v1.ObjectMeta`. Go writes every string field, empty ones too; JSON leaves empty ones
+/// out (`omitempty`), so they are left out here as well.
 fn object_meta(b: &[u8]) -> Result<Value, String> {
     let mut m = Map::new();
     let mut labels = Map::new();
     let mut annotations = Map::new();
     for (n, f) in fields(b)? {
         let Field::Bytes(x) = f else { continue };
-        match n {
-            1 => {
-                m.insert("name".into(), json!(text(x)));
-            }
-            2 => {
-                m.insert("generateName".into(), json!(text(x)));
-            }
-            3 => {
-                m.insert("namespace".into(), json!(text(x)));
-            }
-            5 => {
-                m.insert("uid".into(), json!(text(x)));
-            }
-            6 => {
-                m.insert("resourceVersion".into(), json!(text(x)));
-            }
+        let key = match n {
+            1 => "name",
+            2 => "generateName",
+            3 => "namespace",
+            5 => "uid",
+            6 => "resourceVersion",
             11 => {
                 let (k, v) = entry(x)?;
                 labels.insert(k, json!(text(&v)));
+                continue;
             }
             12 => {
                 let (k, v) = entry(x)?;
                 annotations.insert(k, json!(text(&v)));
+                continue;
             }
-            _ => {}
+            _ => continue,
+        };
+        if !x.is_empty() {
+            m.insert(key.into(), json!(text(x)));
         }
     }
     if !labels.is_empty() {
@@ -278,6 +274,97 @@ fn csr(b: &[u8]) -> Result<Value, String> {
     Ok(obj)
 }
 
+/// The string fields of a message, by field number.
+fn strings(b: &[u8], names: &[(u64, &str)]) -> Result<Value, String> {
+    let mut m = Map::new();
+    for (n, f) in fields(b)? {
+        if let (Field::Bytes(x), Some((_, name))) = (f, names.iter().find(|(k, _)| *k == n)) {
+            m.insert((*name).into(), json!(text(x)));
+        }
+    }
+    Ok(Value::Object(m))
+}
+
+/// `authorization.v1.SelfSubjectAccessReview` (`kubectl auth can-i`): spec = 2 with
+/// resourceAttributes = 1 and nonResourceAttributes = 2.
+fn access_review(b: &[u8]) -> Result<Value, String> {
+    let mut obj = json!({"metadata": {}, "spec": {}});
+    for (n, f) in fields(b)? {
+        let Field::Bytes(x) = f else { continue };
+        match n {
+            1 => obj["metadata"] = object_meta(x)?,
+            2 => {
+                for (sn, sf) in fields(x)? {
+                    let Field::Bytes(a) = sf else { continue };
+                    match sn {
+                        1 => {
+                            obj["spec"]["resourceAttributes"] = strings(
+                                a,
+                                &[
+                                    (1, "namespace"),
+                                    (2, "verb"),
+                                    (3, "group"),
+                                    (4, "version"),
+                                    (5, "resource"),
+                                    (6, "subresource"),
+                                    (7, "name"),
+                                ],
+                            )?
+                        }
+                        2 => {
+                            obj["spec"]["nonResourceAttributes"] =
+                                strings(a, &[(1, "path"), (2, "verb")])?
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(obj)
+}
+
+/// `authorization.v1.SelfSubjectRulesReview` (`kubectl auth can-i --list`): spec = 2 with
+/// namespace = 1.
+fn rules_review(b: &[u8]) -> Result<Value, String> {
+    let mut obj = json!({"metadata": {}, "spec": {}});
+    for (n, f) in fields(b)? {
+        let Field::Bytes(x) = f else { continue };
+        match n {
+            1 => obj["metadata"] = object_meta(x)?,
+            2 => obj["spec"] = strings(x, &[(1, "namespace")])?,
+            _ => {}
+        }
+    }
+    Ok(obj)
+}
+
+/// `authentication.v1.TokenRequest` (`kubectl create token`): spec = 2 with audiences = 1 and
+/// expirationSeconds = 4.
+fn token_request(b: &[u8]) -> Result<Value, String> {
+    let mut obj = json!({"metadata": {}, "spec": {}});
+    for (n, f) in fields(b)? {
+        let Field::Bytes(x) = f else { continue };
+        match n {
+            1 => obj["metadata"] = object_meta(x)?,
+            2 => {
+                let mut audiences = Vec::new();
+                for (sn, sf) in fields(x)? {
+                    match (sn, sf) {
+                        (1, Field::Bytes(a)) => audiences.push(json!(text(a))),
+                        (4, Field::Varint(v)) => obj["spec"]["expirationSeconds"] = json!(v),
+                        _ => {}
+                    }
+                }
+                obj["spec"]["audiences"] = json!(audiences);
+            }
+            _ => {}
+        }
+    }
+    Ok(obj)
+}
+
 /// Decodes a protobuf-encoded object of `kind` into its JSON form.
 pub fn decode(body: &[u8]) -> Result<Value, String> {
     let rest = body
@@ -306,6 +393,9 @@ pub fn decode(body: &[u8]) -> Result<Value, String> {
         "ConfigMap" => config_map(raw)?,
         "CertificateSigningRequest" => csr(raw)?,
         "Namespace" | "SelfSubjectReview" => metadata_only(raw)?,
+        "SelfSubjectAccessReview" => access_review(raw)?,
+        "SelfSubjectRulesReview" => rules_review(raw)?,
+        "TokenRequest" => token_request(raw)?,
         other => {
             return Err(format!(
                 "the sandbox cannot decode protobuf {other:?}; send JSON"

@@ -223,12 +223,18 @@ fn random_suffix() -> String {
         .collect()
 }
 
-/// Decodes a body for `call`'s kind: the object to work on and the field warnings.
+/// Decodes a body for `call`'s kind (a subresource may take another: `serviceaccounts/token`
+/// takes a TokenRequest): the object to work on and the field warnings.
 fn decode(call: &Call<'_>, body: &Payload<'_>) -> Reply<(Value, Vec<String>)> {
     let mode = field_validation(call.query)?;
-    let mut obj = parse_body(call.def(), body.bytes, body.content_type)?;
-    obj["apiVersion"] = json!(call.def().api_version());
-    obj["kind"] = json!(call.def().kind);
+    let def = if call.def().plural == "serviceaccounts" && call.target.subresource == "token" {
+        &super::resources::TOKEN_REQUEST
+    } else {
+        call.def()
+    };
+    let mut obj = parse_body(def.kind, body.bytes, body.content_type)?;
+    obj["apiVersion"] = json!(def.api_version());
+    obj["kind"] = json!(def.kind);
     as_stored(obj, mode)
 }
 
@@ -276,6 +282,7 @@ fn admit_metadata(call: &Call<'_>, obj: &mut Value) -> Reply<String> {
     }
     if t.def.namespaced
         && let Some(ns) = obj["metadata"]["namespace"].as_str()
+        && !ns.is_empty()
         && ns != t.namespace
     {
         return Err(bad_request(

@@ -117,10 +117,13 @@ impl Store {
         {
             return None;
         }
+        // The history is in resourceVersion order: start at the first newer event instead of
+        // walking all of it (a watch from a recent version is the common case).
+        let first = self.history.partition_point(|e| e.rv <= rv);
         Some(
             self.history
-                .iter()
-                .filter(|e| e.rv > rv && e.resource == resource)
+                .range(first..)
+                .filter(|e| e.resource == resource)
                 .cloned()
                 .collect(),
         )

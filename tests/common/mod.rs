@@ -513,11 +513,49 @@ impl TestSandbox {
         path: &str,
         body: Option<(&str, Vec<u8>)>,
     ) -> (u16, http::HeaderMap, serde_json::Value) {
+        self.raw_with(who, &[], method, path, body)
+    }
+
+    /// A JSON request with extra headers (impersonation).
+    pub fn json_as(
+        &self,
+        who: Who<'_>,
+        headers: &[(&str, &str)],
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let (s, _, v) = self.raw_with(
+            who,
+            headers,
+            method,
+            path,
+            body.map(|b| ("application/json", serde_json::to_vec(&b).unwrap())),
+        );
+        (s, v)
+    }
+
+    /// One request with extra headers.
+    pub fn raw_with(
+        &self,
+        who: Who<'_>,
+        headers: &[(&str, &str)],
+        method: &str,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> (u16, http::HeaderMap, serde_json::Value) {
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let access = self.access(who);
         self.rt.block_on(async move {
             use http_body_util::BodyExt;
             let client = bootlet::cluster::kube_client(&access).unwrap();
             let mut req = http::Request::builder().method(method).uri(path);
+            for (k, v) in &headers {
+                req = req.header(k.as_str(), v.as_str());
+            }
             let bytes = match body {
                 Some((ct, b)) => {
                     req = req.header("content-type", ct);
