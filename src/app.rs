@@ -161,6 +161,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
             }
             run_engine(Command::Run("reset".into()), settings)
         }
+        Cmd::Token { command } => runtime()?.block_on(token_command(command)),
+        Cmd::Approver(args) => approver_command(args),
         Cmd::Certs {
             command: CertsCmd::CheckExpiration(args),
         } => {
@@ -308,6 +310,167 @@ async fn run_sandbox(
     sandbox.shutdown().await;
     println!("bootlet sandbox stopped");
     Ok(())
+}
+
+/// `bootlet token …`.
+async fn token_command(command: crate::cli::TokenCmd) -> Result<i32> {
+    use crate::admin::tokens;
+    use crate::cli::TokenCmd;
+    let budget = std::time::Duration::from_secs(30);
+    match command {
+        TokenCmd::Generate => {
+            println!(
+                "{}",
+                crate::token::BootstrapToken::generate()?.expose_full()
+            );
+            Ok(0)
+        }
+        TokenCmd::Create {
+            token,
+            admin,
+            ttl,
+            usages,
+            groups,
+            description,
+            print_join_command,
+            token_file,
+        } => {
+            let token = match token {
+                Some(t) => crate::token::BootstrapToken::parse(&t)?,
+                None => crate::token::BootstrapToken::generate()?,
+            };
+            let spec = tokens::TokenSpec {
+                ttl: crate::settings::parse_duration(&ttl, "--ttl")?,
+                usages,
+                groups,
+                description,
+            };
+            spec.validate()?;
+            let (access, cluster) =
+                crate::admin::connect(admin.kubeconfig.as_deref(), "admin", budget)?;
+            let endpoint = if print_join_command {
+                Some(tokens::endpoint_and_pin(&cluster, &access).await?)
+            } else {
+                None
+            };
+            tokens::create(&cluster, &token, &spec).await?;
+            let shown = match &token_file {
+                Some(f) => {
+                    crate::files::write_atomic(
+                        f,
+                        format!("{}\n", token.expose_full()).as_bytes(),
+                        crate::files::SECRET_FILE_MODE,
+                    )?;
+                    eprintln!("[token] Wrote token {token} to {} (0600)", f.display());
+                    format!("--token-file {}", f.display())
+                }
+                None => format!("--token {}", token.expose_full()),
+            };
+            match (endpoint, &token_file) {
+                (Some((ep, pin)), _) => {
+                    println!("bootlet join {ep} {shown} --discovery-token-ca-cert-hash {pin}")
+                }
+                (None, None) => println!("{}", token.expose_full()),
+                (None, Some(_)) => {}
+            }
+            Ok(0)
+        }
+        TokenCmd::List { admin, output } => {
+            let (_, cluster) = crate::admin::connect(admin.kubeconfig.as_deref(), "admin", budget)?;
+            let (rows, problems) = tokens::list(&cluster).await?;
+            for p in problems {
+                eprintln!("[token] WARNING: {p}");
+            }
+            if matches!(output, Some(crate::cli::OutputArg::Json)) {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({"tokens": rows}))
+                        .unwrap_or_default()
+                );
+            } else {
+                print!("{}", tokens::table(&rows));
+            }
+            Ok(0)
+        }
+        TokenCmd::Delete { ids, admin } => {
+            let ids = ids
+                .iter()
+                .map(|i| tokens::id_of(i))
+                .collect::<Result<Vec<_>>>()?;
+            let (_, cluster) = crate::admin::connect(admin.kubeconfig.as_deref(), "admin", budget)?;
+            tokens::delete(&cluster, &ids).await?;
+            for id in &ids {
+                println!("bootstrap token {id:?} deleted");
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// `bootlet approver`.
+fn approver_command(args: crate::cli::ApproverArgs) -> Result<i32> {
+    use crate::admin::approver::{self, policy};
+    if args.print_rbac {
+        let (ns, name) = args.service_account.split_once(':').ok_or_else(|| {
+            Error::usage(
+                "--service-account takes NAMESPACE:NAME, e.g. kube-system:bootlet-approver",
+            )
+        })?;
+        print!("{}", approver::rbac::manifests(ns, name, &args.lease_name));
+        return Ok(0);
+    }
+    let mut p = policy::Policy {
+        max_dns_names: args.max_dns_names,
+        max_expiration: crate::settings::parse_duration(&args.max_expiration, "--max-expiration")?,
+        require_node: args.require_node,
+        ..Default::default()
+    };
+    if let Some(re) = &args.dns_regex {
+        p.dns_regex = regex::Regex::new(re).map_err(|e| {
+            Error::usage(format!(
+                "--dns-regex {re:?} is not a regular expression: {e}"
+            ))
+        })?;
+    }
+    if !args.ip_prefixes.is_empty() {
+        p.ip_prefixes = args
+            .ip_prefixes
+            .iter()
+            .map(|s| policy::IpPrefix::parse(s))
+            .collect::<Result<Vec<_>>>()?;
+    }
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        format!(
+            "{}_{}",
+            crate::settings::default_node_name(),
+            &crate::token::BootstrapToken::generate()
+                .map(|t| t.id().to_string())
+                .unwrap_or_default()
+        )
+    });
+    let opts = approver::Options {
+        policy: p,
+        once: args.once,
+        dry_run: args.dry_run,
+        json: matches!(args.output, Some(crate::cli::OutputArg::Json)),
+        leader_election: args.leader_elect.then(|| {
+            (
+                args.lease_namespace.clone(),
+                args.lease_name.clone(),
+                identity,
+            )
+        }),
+        recheck: std::time::Duration::from_secs(5),
+    };
+    runtime()?.block_on(async {
+        let (_, cluster) = crate::admin::connect(
+            args.admin.kubeconfig.as_deref(),
+            "approver",
+            std::time::Duration::from_secs(60),
+        )?;
+        approver::run(cluster, opts).await
+    })?;
+    Ok(0)
 }
 
 /// kubeadm's question before a reset; anything but yes leaves everything in place.

@@ -16,6 +16,8 @@ pub const TOP_EXAMPLES: &str = "Examples:
   bootlet plan --bootstrap-kubeconfig bootstrap.conf
   bootlet renew --watch                          # rotate certificates before they expire
   bootlet certs check-expiration
+  bootlet token create --print-join-command      # on the control plane
+  bootlet approver --leader-elect                # approve kubelet serving CSRs by explicit checks
   bootlet reset                                  # undo what bootlet wrote
 See `bootlet help <command>` for more, and --help (long) for exit codes.";
 
@@ -73,6 +75,19 @@ pub enum Cmd {
   bootlet reset --dry-run                        # list what would be removed
   bootlet reset --force --root /mnt/image")]
     Reset(ResetArgs),
+    /// Manage bootstrap tokens on the cluster (kubeadm's `token`), with an admin kubeconfig.
+    Token {
+        /// What to do.
+        #[command(subcommand)]
+        command: TokenCmd,
+    },
+    /// Approve or deny kubelet-serving CSRs by explicit, named checks (a controller; run it with a kubeconfig allowed to approve them).
+    #[command(after_help = "Examples:
+  bootlet approver --print-rbac | kubectl apply -f -     # the least RBAC it needs
+  bootlet approver --kubeconfig approver.conf --leader-elect --ip-prefixes 10.0.0.0/8
+  bootlet approver --once --dry-run -o json              # what it would decide now, for an audit
+Checks: signer; requestor system:node:<name>; CN = requestor, O = system:nodes; usages exactly digital signature + server auth (key encipherment for RSA); a DNS or IP SAN and no email/URI SANs; at most --max-dns-names DNS names, each matching --dns-regex and starting with the node name; IPs inside --ip-prefixes; expirationSeconds <= --max-expiration; and, once the Node exists, every SAN among its status.addresses.")]
+    Approver(ApproverArgs),
     /// Certificates bootlet manages on this node.
     Certs {
         /// What to do.
@@ -316,6 +331,12 @@ pub struct JoinArgs {
     /// Generate a fresh bootstrap token even if an earlier run stored one (an expired stored token is never reused).
     #[arg(long)]
     pub new_token: bool,
+    /// One-shot join: keep the token Secret this join created (by default it is deleted once the client certificate is issued).
+    #[arg(long)]
+    pub keep_token: bool,
+    /// One-shot join: approve this node's own serving CSR with the admin kubeconfig, after the approver's checks.
+    #[arg(long, requires = "admin_kubeconfig")]
+    pub approve_serving: bool,
 }
 
 /// `bootlet renew` options.
@@ -347,6 +368,138 @@ pub struct ResetArgs {
     /// List what would be removed; remove nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// Where the admin kubeconfig is.
+#[derive(Debug, Clone, Args, Default)]
+pub struct AdminArgs {
+    /// Admin kubeconfig [default: $KUBECONFIG, else /etc/kubernetes/admin.conf].
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+/// `bootlet token` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Create a bootstrap token and its Secret; print the token (or, with --print-join-command, the join command).
+    #[command(after_help = "Examples:
+  bootlet token create --print-join-command
+  bootlet token create --ttl 2h --description \"edge batch 7\" --token-file /run/join-token
+  bootlet token create abcdef.0123456789abcdef --usages authentication")]
+    Create {
+        /// The token to create [default: a new random one]. On argv it is visible in `ps`.
+        token: Option<String>,
+        /// Admin credentials.
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Lifetime (0 = never expires).
+        #[arg(long, default_value = "24h", value_name = "DURATION")]
+        ttl: String,
+        /// Usages: signing (cluster-info JWS), authentication (bootstrap credentials).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "signing,authentication",
+            value_name = "USAGE,.."
+        )]
+        usages: Vec<String>,
+        /// auth-extra-groups.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "system:bootstrappers:kubeadm:default-node-token",
+            value_name = "GROUP,.."
+        )]
+        groups: Vec<String>,
+        /// Human description.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Print the whole `bootlet join` command (endpoint and CA pin from cluster-info).
+        #[arg(long)]
+        print_join_command: bool,
+        /// Write the token to this file (0600) instead of printing it.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+    },
+    /// List bootstrap tokens (secret halves redacted), with their expiry.
+    #[command(after_help = "Examples:
+  bootlet token list
+  bootlet token list -o json")]
+    List {
+        /// Admin credentials.
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Output format.
+        #[arg(short, long, value_enum)]
+        output: Option<OutputArg>,
+    },
+    /// Delete bootstrap tokens by id or whole token.
+    #[command(after_help = "Examples:
+  bootlet token delete abcdef")]
+    Delete {
+        /// Token ids (or tokens).
+        #[arg(required = true, value_name = "ID|TOKEN")]
+        ids: Vec<String>,
+        /// Admin credentials.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Print a new random token (creates nothing).
+    Generate,
+}
+
+/// `bootlet approver` options.
+#[derive(Debug, Clone, Args)]
+pub struct ApproverArgs {
+    /// Kubeconfig allowed to approve kubelet-serving CSRs.
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    /// Decide what is pending, then exit (for cron and CI).
+    #[arg(long)]
+    pub once: bool,
+    /// Log the decisions; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// `json`: one JSON line per decision, for audit.
+    #[arg(short, long, value_enum)]
+    pub output: Option<OutputArg>,
+    /// Act only while holding a coordination.k8s.io/v1 Lease (run several replicas safely).
+    #[arg(long)]
+    pub leader_elect: bool,
+    /// Namespace of the Lease.
+    #[arg(long, default_value = "kube-system", value_name = "NS")]
+    pub lease_namespace: String,
+    /// Name of the Lease.
+    #[arg(long, default_value = "bootlet-approver", value_name = "NAME")]
+    pub lease_name: String,
+    /// This replica's identity in the Lease [default: host name and a random suffix].
+    #[arg(long, value_name = "ID")]
+    pub identity: Option<String>,
+    /// At most this many DNS SANs.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub max_dns_names: usize,
+    /// Every DNS SAN must match this regex [default: any DNS-1123 subdomain].
+    #[arg(long, value_name = "REGEX")]
+    pub dns_regex: Option<String>,
+    /// Every IP SAN must lie in one of these prefixes [default: any].
+    #[arg(long, value_delimiter = ',', value_name = "CIDR,..")]
+    pub ip_prefixes: Vec<String>,
+    /// The longest expirationSeconds a CSR may request.
+    #[arg(long, default_value = "8808h", value_name = "DURATION")]
+    pub max_expiration: String,
+    /// Deny a CSR whose Node does not exist (default: leave it pending until the Node registers).
+    #[arg(long)]
+    pub require_node: bool,
+    /// Print the RBAC the approver needs (ServiceAccount, ClusterRole and binding, the Lease Role) and exit.
+    #[arg(long)]
+    pub print_rbac: bool,
+    /// The service account of --print-rbac, NAMESPACE:NAME.
+    #[arg(
+        long,
+        default_value = "kube-system:bootlet-approver",
+        value_name = "NS:NAME"
+    )]
+    pub service_account: String,
 }
 
 /// `bootlet certs` subcommands.
@@ -441,6 +594,8 @@ impl JoinArgs {
             ignore_preflight_errors: list(&self.ignore_preflight_errors),
             keep_bootstrap_kubeconfig: flag(self.keep_bootstrap_kubeconfig),
             new_token: flag(self.new_token),
+            keep_token: flag(self.keep_token),
+            approve_serving: flag(self.approve_serving),
             ..self.cluster.add_to(self.node.to_options())
         }
     }

@@ -89,6 +89,10 @@ pub struct Options {
     pub keep_bootstrap_kubeconfig: Option<bool>,
     /// Generate a fresh token even when an earlier run stored one.
     pub new_token: Option<bool>,
+    /// Keep the token Secret a one-shot join created.
+    pub keep_token: Option<bool>,
+    /// Approve this node's serving CSR with the admin kubeconfig.
+    pub approve_serving: Option<bool>,
     /// Output format.
     pub output: Option<OutputFormat>,
 }
@@ -128,7 +132,8 @@ impl Options {
             node_ip, admin_kubeconfig, token, token_file, token_ttl, token_groups, bootstrap_kubeconfig,
             discovery_file, discovery_token_ca_cert_hash, discovery_token_unsafe_skip_ca_verification,
             discovery_timeout, dry_run, dry_run_dir, skip_phases, ignore_preflight_errors,
-            approval_timeout, api_timeout, keep_bootstrap_kubeconfig, new_token, output);
+            approval_timeout, api_timeout, keep_bootstrap_kubeconfig, new_token, keep_token,
+            approve_serving, output);
         self
     }
 }
@@ -202,6 +207,10 @@ pub struct Settings {
     pub keep_bootstrap_kubeconfig: bool,
     /// Generate a fresh token, ignoring a stored one.
     pub new_token: bool,
+    /// Keep the token Secret a one-shot join created.
+    pub keep_token: bool,
+    /// Approve this node's serving CSR with the admin kubeconfig (the approver's checks).
+    pub approve_serving: bool,
     /// Output format.
     pub output: OutputFormat,
 }
@@ -404,6 +413,8 @@ impl Settings {
             api_timeout: dur(o.api_timeout, "60s", "--api-timeout")?,
             keep_bootstrap_kubeconfig: o.keep_bootstrap_kubeconfig.unwrap_or(false),
             new_token,
+            keep_token: o.keep_token.unwrap_or(false),
+            approve_serving: o.approve_serving.unwrap_or(false),
             output: o.output.unwrap_or_default(),
         })
     }

@@ -102,6 +102,7 @@ fn one_shot_join_with_the_admin_kubeconfig_and_kubectl_approving_the_serving_csr
         "worker-1",
         "--approval-timeout",
         "30s",
+        "--keep-token",
     ]);
     run.ok();
     assert!(
@@ -114,7 +115,8 @@ fn one_shot_join_with_the_admin_kubeconfig_and_kubectl_approving_the_serving_csr
             .contains("This node has joined the cluster as system:node:worker-1")
     );
     assert_kubelet_node(&sb, root.path(), "worker-1");
-    // The token Secret exists as kubeadm makes it.
+    // The token Secret exists as kubeadm makes it (kept: --keep-token; tests/cluster_side.rs shows
+    // that without it the one-shot join deletes its own token).
     let secrets = sb.kubectl(&[
         "get",
         "secret",

@@ -85,14 +85,20 @@ enum Created {
     Exists,
 }
 
+/// Something to do once the CSR exists and is still pending (approve it: `join --approve-serving`).
+pub type OnPending<'a> =
+    Box<dyn FnOnce(String) -> futures::future::BoxFuture<'a, Result<()>> + Send + 'a>;
+
 /// Creates (or re-attaches to) the CSR and waits up to `timeout` for its certificate.
-/// `dry_ca` answers in a dry-run: it signs the request as the cluster would.
+/// `dry_ca` answers in a dry-run: it signs the request as the cluster would. `on_pending` runs
+/// once the CSR exists and has no certificate yet, before the wait.
 pub async fn request_certificate(
     cluster: &Cluster,
     spec: &CsrSpec,
     timeout: Duration,
     dry_ca: Option<&Ca>,
     progress: &mut (dyn FnMut(Progress, &str) + Send),
+    on_pending: Option<OnPending<'_>>,
 ) -> Result<Issued> {
     let api: Api<CertificateSigningRequest> = Api::all(cluster.client().clone());
     let obj = csr_object(spec);
@@ -159,6 +165,9 @@ pub async fn request_certificate(
             )
         }
     };
+    if let Some(f) = on_pending {
+        f(spec.name.clone()).await?;
+    }
     wait_for_certificate(cluster, &api, &spec.name, rv, &uid, timeout, progress).await
 }
 

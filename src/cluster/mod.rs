@@ -45,9 +45,19 @@ struct GateState {
     records: Vec<RequestRecord>,
     // A check (done-or-not) runs outside a phase's action and may only read.
     read_only: bool,
+    // Outside the engine (the cluster-side commands): no phase contract applies.
+    open: bool,
 }
 
 impl Gate {
+    /// A gate for the cluster-side commands (`token`, `approver`), which run no phase: every
+    /// request passes; none is recorded.
+    pub fn open() -> Gate {
+        let gate = Gate::default();
+        gate.state.lock().expect("gate lock").open = true;
+        gate
+    }
+
     /// Starts holding requests to `phase`'s declarations.
     pub fn enter(&self, phase: &str, allowed: Vec<RequestDecl>, read_only: bool) {
         let mut s = self.state.lock().expect("gate lock");
@@ -66,6 +76,9 @@ impl Gate {
 
     fn admit(&self, verb: &str, resource: &str) -> Result<()> {
         let s = self.state.lock().expect("gate lock");
+        if s.open {
+            return Ok(());
+        }
         let declared = s
             .allowed
             .iter()
@@ -86,7 +99,10 @@ impl Gate {
     }
 
     fn record(&self, rec: RequestRecord) {
-        self.state.lock().expect("gate lock").records.push(rec);
+        let mut s = self.state.lock().expect("gate lock");
+        if !s.open {
+            s.records.push(rec);
+        }
     }
 }
 
@@ -182,6 +198,16 @@ impl Cluster {
         })
     }
 
+    /// A client for a cluster-side command (no phase, no dry-run), retrying transient failures
+    /// within `budget` per call.
+    pub fn unrestricted(
+        access: &ClusterAccess,
+        identity: &'static str,
+        budget: Duration,
+    ) -> Result<Cluster> {
+        Cluster::new(access, identity, Arc::new(Gate::open()), false, budget)
+    }
+
     /// The server URL.
     pub fn server(&self) -> &str {
         &self.server
@@ -197,7 +223,8 @@ impl Cluster {
         self.identity
     }
 
-    pub(crate) fn client(&self) -> &kube::Client {
+    /// The underlying kube client.
+    pub fn client(&self) -> &kube::Client {
         &self.client
     }
 
@@ -317,7 +344,8 @@ impl Cluster {
 
     // ----- typed helpers ----------------------------------------------------------------------
 
-    fn req(
+    /// A request description for the gate and the report.
+    pub fn req(
         verb: &'static str,
         resource: &'static str,
         method: &'static str,

@@ -52,7 +52,7 @@ pub async fn run(cx: &mut Ctx) -> Result<()> {
     let rec = ClusterRecord::require(cx)?;
     if cx.workflow() == "renew" {
         let cluster = super::renewal::client_csr_sender(cx, &rec)?;
-        return obtain_certificate(cx, CertKind::Client, cluster, &rec, &[], &[]).await;
+        return obtain_certificate(cx, CertKind::Client, cluster, &rec, &[], &[], None).await;
     }
     let path = cx.layout.path("bootstrap_kubeconfig").to_string();
     let Some(host) = cx.world.read_host_path(&path) else {
@@ -64,5 +64,5 @@ pub async fn run(cx: &mut Ctx) -> Result<()> {
         _ => "bootstrap credentials",
     };
     let cluster = cx.cluster(&access, identity)?;
-    obtain_certificate(cx, CertKind::Client, cluster, &rec, &[], &[]).await
+    obtain_certificate(cx, CertKind::Client, cluster, &rec, &[], &[], None).await
 }

@@ -440,7 +440,8 @@ impl CertKind {
 }
 
 /// Requests a certificate for the staged key, waits for it, verifies it and stages it. Nothing is
-/// written unless the certificate verifies.
+/// written unless the certificate verifies. `on_pending` runs once the CSR exists, still
+/// pending (the one-shot join's own approval).
 pub async fn obtain_certificate(
     cx: &mut Ctx,
     kind: CertKind,
@@ -448,6 +449,7 @@ pub async fn obtain_certificate(
     rec: &ClusterRecord,
     dns: &[String],
     ips: &[IpAddr],
+    on_pending: Option<crate::cluster::csr::OnPending<'_>>,
 ) -> Result<()> {
     let key = ensure_staged_key(cx, kind.stem())?;
     let cn = node_user(&cx.settings.node_name);
@@ -499,6 +501,7 @@ pub async fn obtain_certificate(
             timeout,
             dry_ca.as_deref(),
             &mut progress,
+            on_pending,
         )
         .await?
     };

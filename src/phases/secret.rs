@@ -14,7 +14,6 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::rbac::v1::{
     ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
@@ -146,8 +145,16 @@ fn print_join_command(cx: &mut Ctx, token: &BootstrapToken) -> Result<()> {
         &crate::pki::parse_certs_pem(ca, "the admin kubeconfig CA")?[0],
     )?;
     let endpoint = access.server.trim_start_matches("https://");
+    let stored = cx.world.read_host_path(cx.layout.path("token_file"));
+    let held = match (stored, cx.token_origin()) {
+        (Some(p), Some(crate::engine::context::TokenOrigin::StateFile)) => {
+            format!("FILE a copy of {} (token {token})", p.display())
+        }
+        _ => format!("FILE holding token {token}"),
+    };
     cx.act(format!(
-        "Join a node with: bootlet join {endpoint} --discovery-token-ca-cert-hash {pin} --token-file FILE (FILE holding token {token})"
+        "Join a node with: bootlet join {endpoint} --discovery-token-ca-cert-hash {pin} --token-file FILE ({held}); or get a line to paste with: bootlet token create --print-join-command --kubeconfig {}",
+        path.display()
     ));
     Ok(())
 }
@@ -237,36 +244,22 @@ fn expiration(cx: &Ctx) -> Option<String> {
     Some(crate::pki::cert::fmt_unix(exp.unix_timestamp()))
 }
 
+/// The token Secret as kubeadm encodes it (`admin::tokens::secret_for`): both usages, the
+/// configured groups, the recorded (or now + TTL) expiry.
 fn desired_secret(cx: &Ctx, token: &BootstrapToken) -> Secret {
-    let mut data = BTreeMap::new();
-    let mut put = |k: &str, v: &str| {
-        data.insert(k.to_string(), ByteString(v.as_bytes().to_vec()));
-    };
-    put("token-id", token.id());
-    put("token-secret", token.secret().expose());
-    put("usage-bootstrap-authentication", "true");
-    put("usage-bootstrap-signing", "true");
-    put("auth-extra-groups", &cx.settings.token_groups.join(","));
-    put(
-        "description",
-        &format!(
+    let spec = crate::admin::tokens::TokenSpec {
+        ttl: cx.settings.token_ttl,
+        usages: crate::admin::tokens::USAGES
+            .iter()
+            .map(|u| u.to_string())
+            .collect(),
+        groups: cx.settings.token_groups.clone(),
+        description: format!(
             "bootstrap token created by bootlet for node {}",
             cx.settings.node_name
         ),
-    );
-    if let Some(exp) = expiration(cx) {
-        put("expiration", &exp);
-    }
-    Secret {
-        metadata: ObjectMeta {
-            name: Some(token.secret_name()),
-            namespace: Some(NS_SYSTEM.into()),
-            ..Default::default()
-        },
-        type_: Some("bootstrap.kubernetes.io/token".into()),
-        data: Some(data),
-        ..Default::default()
-    }
+    };
+    crate::admin::tokens::secret_for(token, &spec, expiration(cx).as_deref())
 }
 
 async fn ensure_secret(cx: &mut Ctx, admin: &Cluster, token: &BootstrapToken) -> Result<()> {

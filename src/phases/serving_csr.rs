@@ -68,7 +68,78 @@ pub async fn run(cx: &mut Ctx) -> Result<()> {
     };
     let cluster = cx.cluster(&node_access(&rec, &pair), "node")?;
     let dns = vec![cx.settings.node_name.clone()];
-    obtain_certificate(cx, CertKind::Serving, cluster, &rec, &dns, &ips).await
+    let on_pending = self_approval(cx)?;
+    obtain_certificate(cx, CertKind::Serving, cluster, &rec, &dns, &ips, on_pending).await
+}
+
+/// `join --approve-serving`: the admin approves this node's own serving CSR, after the same
+/// checks `bootlet approver` makes (the Node need not exist yet: a one-shot join registers none).
+fn self_approval(cx: &mut Ctx) -> Result<Option<crate::cluster::csr::OnPending<'static>>> {
+    if !(cx.settings.approve_serving && cx.workflow() == "join") {
+        return Ok(None);
+    }
+    let admin = cx.admin()?.ok_or_else(|| {
+        cx.missing(
+            "admin kubeconfig",
+            "--approve-serving approves with --admin-kubeconfig",
+        )
+    })?;
+    let out = cx.out;
+    Ok(Some(Box::new(move |name: String| {
+        Box::pin(async move { approve_own(&admin, &name, out).await })
+    })))
+}
+
+async fn approve_own(
+    admin: &crate::cluster::Cluster,
+    name: &str,
+    out: crate::output::Output,
+) -> Result<()> {
+    use crate::admin::approver::{self, policy};
+    use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+    let api: kube::Api<CertificateSigningRequest> = kube::Api::all(admin.client().clone());
+    let csr = admin
+        .read(
+            crate::cluster::Cluster::req(
+                "get",
+                "certificatesigningrequests",
+                "GET",
+                format!("{}/{name}", api.resource_url()),
+                None,
+            ),
+            || {
+                let (api, name) = (api.clone(), name.to_string());
+                async move { api.get_opt(&name).await }
+            },
+        )
+        .await?;
+    // A dry-run with no cluster: nothing to approve.
+    let Some(csr) = csr else { return Ok(()) };
+    let p = policy::Policy::default();
+    let decision = match approver::decide(admin, &p, &csr).await? {
+        policy::Decision::Wait(_) => match policy::check_request(&p, &csr) {
+            Ok(c) => policy::Decision::Approve(policy::approval_message(&c, false)),
+            Err(d) => d,
+        },
+        d => d,
+    };
+    match decision {
+        policy::Decision::Approve(m) => {
+            approver::write_decision(admin, &csr, &policy::Decision::Approve(m.clone())).await?;
+            out.say(
+                "serving-csr",
+                format!("Approved this node's serving CSR {name} with the admin kubeconfig ({m})"),
+            );
+            Ok(())
+        }
+        policy::Decision::Deny { check, message } => Err(Error::new(
+            crate::error::ErrorKind::Rejected,
+            format!(
+                "the serving CSR {name} fails the approver's check {check}: {message}; it was left pending: approve it by hand (kubectl certificate approve {name}) if that is intended"
+            ),
+        )),
+        policy::Decision::Wait(_) | policy::Decision::Ignore => Ok(()),
+    }
 }
 
 /// The local address of the route to the API server (a connected UDP socket sends nothing).

@@ -67,6 +67,20 @@ pub async fn check(cx: &mut Ctx) -> Result<Check> {
             missing.push(format!("staged {f} not yet installed"));
         }
     }
+    if let Some(id) = created_token(cx)
+        && let Some(admin) = cx.admin()?
+        && admin
+            .get_secret(
+                crate::admin::tokens::NAMESPACE,
+                &format!("bootstrap-token-{id}"),
+            )
+            .await?
+            .is_some()
+    {
+        missing.push(format!(
+            "the token Secret bootstrap-token-{id} this join created is still there"
+        ));
+    }
     for (path, problem) in private_file_problems(cx) {
         missing.push(match problem {
             Exposure::Mode(m) => {
@@ -126,6 +140,16 @@ fn staged_or_installed(
 
 fn is_join(cx: &Ctx) -> bool {
     cx.workflow() == "join"
+}
+
+/// The id of the token this one-shot join generated and registered, which write-files deletes
+/// once the node has its own credentials (unless `--keep-token`). A token someone gave is never
+/// deleted.
+fn created_token(cx: &Ctx) -> Option<String> {
+    if !is_join(cx) || cx.settings.admin_kubeconfig.is_none() || cx.settings.keep_token {
+        return None;
+    }
+    cx.fact_of("token", "token_id")
 }
 
 /// Whether this run must end with a serving certificate: a join that does not skip serving-csr.
@@ -237,6 +261,14 @@ pub async fn run(cx: &mut Ctx) -> Result<()> {
     }
     for f in STAGED {
         cx.world.remove(&cx.layout.staged(f))?;
+    }
+    if let Some(id) = created_token(cx)
+        && let Some(admin) = cx.admin()?
+    {
+        crate::admin::tokens::delete_one(&admin, &id).await?;
+        cx.act(format!(
+            "Deleted the token Secret kube-system/bootstrap-token-{id} this join created: the node has its own credentials now (--keep-token keeps it)"
+        ));
     }
     Ok(())
 }
