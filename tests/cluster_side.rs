@@ -652,6 +652,9 @@ fn two_leader_elected_replicas_decide_each_csr_once_and_the_standby_takes_over()
             (condition(&sb, &format!("le-{i}")).0 == "Approved").then_some(())
         });
     }
+    // The leader prints its decision just after the approval lands; give that line time to
+    // reach the pipe before the kill, or the count below races the print.
+    std::thread::sleep(Duration::from_millis(500));
     // The leader dies without a word; the standby takes the Lease once it has expired.
     let mut a = a;
     a.kill().unwrap();
