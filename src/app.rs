@@ -2,7 +2,7 @@
 
 use std::ffi::OsString;
 
-use clap::{CommandFactory, FromArgMatches};
+use clap::FromArgMatches;
 
 use crate::cli::{CertsCmd, Cli, Cmd, GraphFormat};
 use crate::engine::graph::{PhaseGraph, workflow_names};
@@ -15,16 +15,15 @@ use crate::settings::{Options, OutputFormat, Settings};
 pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
     forbid_core_dumps();
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut command = Cli::command().after_long_help(format!(
-        "{}\n\n{}",
-        crate::cli::TOP_EXAMPLES,
-        crate::cli::EXIT_CODES
-    ));
-    if let Ok(g) = PhaseGraph::embedded() {
-        let phases = format!("Phases, in run order:\n{}", g.render_text());
-        command = command.mut_subcommand("phase", |c| c.before_long_help(phases));
+    let args: Vec<OsString> = args.into_iter().collect();
+    let text_args: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if let Some(code) = crate::cli_docs::help_phase(&text_args) {
+        return code;
     }
-    let matches = match command.try_get_matches_from(args) {
+    let matches = match crate::cli_docs::command().try_get_matches_from(args) {
         Ok(m) => m,
         Err(e) => return print_clap_error(&e),
     };
@@ -46,13 +45,12 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
 /// Prints a command-line error (or help) with any token-shaped value redacted: clap quotes the
 /// offending argument, which may be a token typed into the wrong place.
 fn print_clap_error(e: &clap::Error) -> i32 {
-    use std::io::Write;
     let text = crate::secret::redact_tokens(&e.render().to_string());
     if e.use_stderr() {
-        let _ = std::io::stderr().write_all(text.as_bytes());
+        crate::output::stderr_write(&text);
         2
     } else {
-        let _ = std::io::stdout().write_all(text.as_bytes());
+        crate::output::stdout_write(&text);
         0
     }
 }
@@ -73,12 +71,12 @@ fn forbid_core_dumps() {
 
 /// Prints `error: <one line>` and, with -v, the detail lines.
 pub fn report_error(e: &Error, verbose: u8) {
-    eprintln!("error: {}", e.message());
+    crate::errln!("error: {}", e.message());
     if verbose > 0 {
         for d in e.details() {
-            eprintln!("  {d}");
+            crate::errln!("  {d}");
         }
-        eprintln!(
+        crate::errln!(
             "  (exit code {}: {})",
             e.kind().exit_code(),
             e.kind().meaning()
@@ -86,15 +84,24 @@ pub fn report_error(e: &Error, verbose: u8) {
     }
 }
 
+/// Whether stderr may carry colour: a terminal, and `NO_COLOR` unset (no-color.org).
+pub fn colour_wanted() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Logs at `-v` and `-vv` only: at the default verbosity bootlet speaks in its own `[phase]` lines,
+/// and the libraries' per-attempt errors stay out of sight.
 fn init_logging(verbose: u8) {
     let filter = match verbose {
-        0 => "warn,kube_client=error",
+        0 => "off,bootlet=error",
         1 => "bootlet=debug,kube=info,warn",
         _ => "bootlet=trace,kube=debug,info",
     };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        .with_ansi(colour_wanted())
         .with_target(false)
         .try_init();
 }
@@ -111,7 +118,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Cmd::Join(args) => run_engine(
             Command::join(),
-            settings_from(args.node.config.as_deref(), args.to_options())?,
+            settings_from(args.node.config.as_deref(), args.to_options()?)?,
         ),
         Cmd::Phase {
             name,
@@ -119,7 +126,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             force,
             args,
         } => {
-            let mut settings = settings_from(args.node.config.as_deref(), args.to_options())?;
+            let mut settings = settings_from(args.node.config.as_deref(), args.to_options()?)?;
             settings.force = force;
             run_engine(Command::Phase { workflow, name }, settings)
         }
@@ -139,7 +146,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     }
                 },
             };
-            let mut settings = settings_from(args.node.config.as_deref(), args.to_options())?;
+            let mut settings = settings_from(args.node.config.as_deref(), args.to_options()?)?;
             settings.force = force;
             run_engine(Command::Plan(workflow), settings)
         }
@@ -171,7 +178,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         }
         Cmd::Graph { format, workflow } => {
             let g = PhaseGraph::workflow(&workflow)?;
-            print!(
+            crate::out!(
                 "{}",
                 match format {
                     GraphFormat::Text => g.render_text(),
@@ -186,7 +193,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 let pem = std::fs::read(&f).map_err(|e| Error::io("read", &f, e))?;
                 for der in crate::pki::parse_certs_pem(&pem, &f.display().to_string())? {
                     let info = crate::pki::cert::CertInfo::parse(&der)?;
-                    println!(
+                    crate::outln!(
                         "{}  {} (CN={})",
                         crate::pki::pin::Pin::of_spki(&info.spki),
                         f.display(),
@@ -208,6 +215,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
             };
             runtime()?.block_on(crate::demo::run(out, layout))?;
             Ok(0)
+        }
+        Cmd::Completions { shell } => crate::cli_docs::completions(shell),
+        Cmd::Man { out_dir } => crate::cli_docs::man(out_dir.as_deref()),
+        Cmd::Version { output } => {
+            crate::cli_docs::version(matches!(output, Some(crate::cli::OutputArg::Json)))
         }
         Cmd::GenDocs { out } => {
             let text = crate::docs::phases_md(&crate::engine::graph::workflows()?);
@@ -284,21 +296,21 @@ async fn run_sandbox(
     let sandbox = crate::sandbox::Sandbox::start(options).await?;
     sandbox.write_files(&args.dir)?;
     let pin = crate::pki::pin::Pin::of_cert(sandbox.ca().cert_der())?;
-    println!("bootlet sandbox is serving {}", sandbox.url());
-    println!(
+    crate::outln!("bootlet sandbox is serving {}", sandbox.url());
+    crate::outln!(
         "  admin kubeconfig: {} (try: kubectl --kubeconfig {} get ns)",
         args.dir.join("admin.conf").display(),
         args.dir.join("admin.conf").display()
     );
-    println!(
+    crate::outln!(
         "  cluster CA:       {} ({pin})",
         args.dir.join("ca.crt").display()
     );
-    println!(
+    crate::outln!(
         "  join a node:      bootlet join --admin-kubeconfig {} --root /tmp/node",
         args.dir.join("admin.conf").display()
     );
-    println!("Press Ctrl-C to stop.");
+    crate::outln!("Press Ctrl-C to stop.");
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -308,7 +320,7 @@ async fn run_sandbox(
         _ = term.recv() => {}
     }
     sandbox.shutdown().await;
-    println!("bootlet sandbox stopped");
+    crate::outln!("bootlet sandbox stopped");
     Ok(())
 }
 
@@ -319,7 +331,7 @@ async fn token_command(command: crate::cli::TokenCmd) -> Result<i32> {
     let budget = std::time::Duration::from_secs(30);
     match command {
         TokenCmd::Generate => {
-            println!(
+            crate::outln!(
                 "{}",
                 crate::token::BootstrapToken::generate()?.expose_full()
             );
@@ -361,16 +373,16 @@ async fn token_command(command: crate::cli::TokenCmd) -> Result<i32> {
                         format!("{}\n", token.expose_full()).as_bytes(),
                         crate::files::SECRET_FILE_MODE,
                     )?;
-                    eprintln!("[token] Wrote token {token} to {} (0600)", f.display());
+                    crate::errln!("[token] Wrote token {token} to {} (0600)", f.display());
                     format!("--token-file {}", f.display())
                 }
                 None => format!("--token {}", token.expose_full()),
             };
             match (endpoint, &token_file) {
                 (Some((ep, pin)), _) => {
-                    println!("bootlet join {ep} {shown} --discovery-token-ca-cert-hash {pin}")
+                    crate::outln!("bootlet join {ep} {shown} --discovery-token-ca-cert-hash {pin}")
                 }
-                (None, None) => println!("{}", token.expose_full()),
+                (None, None) => crate::outln!("{}", token.expose_full()),
                 (None, Some(_)) => {}
             }
             Ok(0)
@@ -379,16 +391,16 @@ async fn token_command(command: crate::cli::TokenCmd) -> Result<i32> {
             let (_, cluster) = crate::admin::connect(admin.kubeconfig.as_deref(), "admin", budget)?;
             let (rows, problems) = tokens::list(&cluster).await?;
             for p in problems {
-                eprintln!("[token] WARNING: {p}");
+                crate::errln!("[token] WARNING: {p}");
             }
             if matches!(output, Some(crate::cli::OutputArg::Json)) {
-                println!(
+                crate::outln!(
                     "{}",
                     serde_json::to_string_pretty(&serde_json::json!({"tokens": rows}))
                         .unwrap_or_default()
                 );
             } else {
-                print!("{}", tokens::table(&rows));
+                crate::out!("{}", tokens::table(&rows));
             }
             Ok(0)
         }
@@ -400,7 +412,7 @@ async fn token_command(command: crate::cli::TokenCmd) -> Result<i32> {
             let (_, cluster) = crate::admin::connect(admin.kubeconfig.as_deref(), "admin", budget)?;
             tokens::delete(&cluster, &ids).await?;
             for id in &ids {
-                println!("bootstrap token {id:?} deleted");
+                crate::outln!("bootstrap token {id:?} deleted");
             }
             Ok(0)
         }
@@ -416,7 +428,7 @@ fn approver_command(args: crate::cli::ApproverArgs) -> Result<i32> {
                 "--service-account takes NAMESPACE:NAME, e.g. kube-system:bootlet-approver",
             )
         })?;
-        print!("{}", approver::rbac::manifests(ns, name, &args.lease_name));
+        crate::out!("{}", approver::rbac::manifests(ns, name, &args.lease_name));
         return Ok(0);
     }
     let mut p = policy::Policy {
@@ -476,7 +488,7 @@ fn approver_command(args: crate::cli::ApproverArgs) -> Result<i32> {
 /// kubeadm's question before a reset; anything but yes leaves everything in place.
 fn confirm_reset(settings: &Settings) -> Result<()> {
     use std::io::{BufRead, Write};
-    eprint!(
+    crate::err!(
         "[reset] WARNING: bootlet will remove the files it wrote under {} (its journal lists them; `bootlet reset --dry-run` shows them).\n[reset] Are you sure you want to proceed? [y/N]: ",
         settings.root.display()
     );
@@ -505,19 +517,23 @@ fn run_engine(command: Command, settings: Settings) -> Result<i32> {
     let json = settings.output == OutputFormat::Json;
     let dry_run = settings.dry_run;
     let out = Output::new(json);
-    let outcome = runtime()?.block_on(execute(command.clone(), settings, out));
-    if json {
-        if command.is_plan() {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({"phases": outcome.plan}))
-                    .unwrap_or_default()
-            );
-        } else {
-            println!("{}", outcome.report.to_json());
+    let interrupted = format!(
+        "[bootlet] Interrupted: stopped `bootlet {}` (every file bootlet writes is replaced whole, so nothing is half-written); rerun the same command to resume where it stopped",
+        command.label()
+    );
+    let Some(outcome) = runtime()?.block_on(async {
+        tokio::select! {
+            outcome = execute(command.clone(), settings, out) => Some(outcome),
+            _ = tokio::signal::ctrl_c() => None,
         }
+    }) else {
+        crate::errln!("{interrupted}");
+        return Ok(130);
+    };
+    if json {
+        crate::outln!("{}", outcome.report.to_json());
     } else if dry_run && !command.is_plan() {
-        print!("{}", outcome.report.render_text());
+        crate::out!("{}", outcome.report.render_text());
     }
     if let Some(dir) = &outcome.report.dry_run_dir {
         let report_path = std::path::Path::new(dir).join("bootlet-report.json");
@@ -527,7 +543,7 @@ fn run_engine(command: Command, settings: Settings) -> Result<i32> {
             crate::files::PUBLIC_FILE_MODE,
         )?;
         if !json {
-            println!("[dryrun] The audit report is in {}", report_path.display());
+            crate::outln!("[dryrun] The audit report is in {}", report_path.display());
         }
     }
     match outcome.error {

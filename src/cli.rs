@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::error::{Error, Result};
 use crate::files::LayoutKind;
 use crate::settings::{Options, OutputFormat};
 
@@ -34,7 +35,7 @@ Exit codes:
   7  discovery or approval timed out
   8  the API server was unreachable or kept failing
   9  state conflict: lock held, journal contradicts the files, foreign files
-  10 a phase run alone lacks an input another phase produces
+  10 a phase run alone lacks an input (another phase's output, or credentials it needs)
   11 a file could not be read or written";
 
 /// bootlet joins this machine to a Kubernetes cluster as a graph of small, idempotent, auditable
@@ -172,6 +173,34 @@ Checks: signer; requestor system:node:<name>; CN = requestor, O = system:nodes; 
         #[arg(long, value_enum, default_value_t = LayoutArg::Kubelet)]
         layout: LayoutArg,
     },
+    /// Print a shell completion script.
+    #[command(after_help = "Examples:
+  bootlet completions bash > /etc/bash_completion.d/bootlet
+  bootlet completions zsh > \"${fpath[1]}/_bootlet\"
+  bootlet completions fish > ~/.config/fish/completions/bootlet.fish")]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write one page per command into a directory.
+    #[command(after_help = "Examples:
+  bootlet man | man -l -
+  bootlet man --out-dir /usr/local/share/man/man1")]
+    Man {
+        /// Write bootlet.1, bootlet-join.1, ... here instead of printing bootlet.1.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+    /// Print the version (and, with -o json, the formats this build reads and writes).
+    #[command(after_help = "Examples:
+  bootlet version
+  bootlet version -o json")]
+    Version {
+        /// Output format.
+        #[arg(short, long, value_enum)]
+        output: Option<OutputArg>,
+    },
     /// Write docs/phases.md from the phase manifests (maintainers).
     #[command(hide = true)]
     GenDocs {
@@ -298,9 +327,17 @@ pub struct JoinArgs {
     /// Admin kubeconfig: enables the secret phase and can serve as the discovery source.
     #[arg(long, value_name = "FILE")]
     pub admin_kubeconfig: Option<PathBuf>,
-    /// Bootstrap token id.secret. Visible in `ps`: prefer --token-file or BOOTLET_TOKEN.
-    #[arg(long, conflicts_with = "token_file")]
-    pub token: Option<String>,
+    /// Bootstrap token id.secret, for discovery and TLS bootstrap alike (kubeadm's
+    /// --discovery-token and --tls-bootstrap-token are accepted for it). Visible in `ps`: prefer
+    /// --token-file or BOOTLET_TOKEN.
+    #[arg(
+        long,
+        conflicts_with = "token_file",
+        visible_aliases = ["discovery-token", "tls-bootstrap-token"],
+        action = clap::ArgAction::Append,
+        value_name = "TOKEN"
+    )]
+    pub token: Vec<String>,
     /// File holding the bootstrap token; `-` reads standard input [env: BOOTLET_TOKEN holds the token itself].
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
@@ -576,12 +613,24 @@ impl ClusterArgs {
 }
 
 impl JoinArgs {
+    /// The one token of `--token` and its kubeadm spellings: kubeadm takes a discovery token and
+    /// a TLS bootstrap token apart; bootlet uses one for both, so given twice they must agree.
+    fn one_token(&self) -> Result<Option<String>> {
+        match self.token.split_first() {
+            None => Ok(None),
+            Some((first, rest)) if rest.iter().all(|t| t == first) => Ok(Some(first.clone())),
+            Some(_) => Err(Error::usage(
+                "--token, --discovery-token and --tls-bootstrap-token were given different tokens; bootlet uses one token for discovery and TLS bootstrap alike: give it once",
+            )),
+        }
+    }
+
     /// The options these flags set (unset flags stay `None`, so a config file can fill them).
-    pub fn to_options(&self) -> Options {
-        Options {
+    pub fn to_options(&self) -> Result<Options> {
+        Ok(Options {
             api_server_endpoint: self.api_server_endpoint.clone(),
             admin_kubeconfig: self.admin_kubeconfig.clone(),
-            token: self.token.clone(),
+            token: self.one_token()?,
             token_file: self.token_file.clone(),
             token_ttl: self.token_ttl.clone(),
             token_groups: list(&self.token_groups),
@@ -597,7 +646,7 @@ impl JoinArgs {
             keep_token: flag(self.keep_token),
             approve_serving: flag(self.approve_serving),
             ..self.cluster.add_to(self.node.to_options())
-        }
+        })
     }
 }
 

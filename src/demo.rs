@@ -22,7 +22,7 @@ use crate::settings::{Options, Settings};
 const NODE: &str = "demo-node";
 
 fn say(msg: impl std::fmt::Display) {
-    println!("[demo] {msg}");
+    crate::outln!("[demo] {msg}");
 }
 
 /// Runs the demo; files stay under `out` (a new temporary directory when `None`).
@@ -135,9 +135,12 @@ async fn join_against(sandbox: &Sandbox, out: &Path, layout: LayoutKind) -> Resu
 
 fn print_timings(report: &crate::engine::report::Report) {
     for p in &report.phases {
-        println!(
-            "    {:<12} {:<8} {:>8.2} ms  {}",
-            p.name, p.status, p.duration_ms, p.reason
+        crate::outln!(
+            "    {:<14} {:<8} {:>8.2} ms  {}",
+            p.name,
+            p.status,
+            p.duration_ms,
+            p.reason
         );
     }
 }
@@ -174,7 +177,7 @@ fn list_files(root: &Path) {
     }
     rows.sort();
     for r in rows {
-        println!("{r}");
+        crate::outln!("{r}");
     }
 }
 
@@ -201,7 +204,7 @@ async fn approve_serving_csrs(admin: crate::kubeconfig::ClusterAccess) -> Result
             continue;
         }
         let name = csr.metadata.name.clone().unwrap_or_default();
-        println!(
+        crate::outln!(
             "[admin] kubectl certificate approve {name}   # serving CSR from {}",
             csr.spec.username.clone().unwrap_or_default()
         );

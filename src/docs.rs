@@ -64,6 +64,9 @@ fn workflow_md(out: &mut String, graph: &PhaseGraph) {
             ));
         }
         out.push_str(&format!("- **done when:** {}\n", m.done_check));
+        if m.final_output {
+            out.push_str("- **final output:** its output is the workflow's result, so it is done on its own check only, never on account of the phases after it\n");
+        }
         if !m.inputs.is_empty() {
             out.push_str("- **inputs:** ");
             out.push_str(
@@ -112,6 +115,62 @@ fn workflow_md(out: &mut String, graph: &PhaseGraph) {
         }
         out.push('\n');
     }
+}
+
+/// `bootlet help phase <name>`: the phase's contract as plain text, for every workflow that has
+/// a phase of that name; `None` when none has.
+pub fn phase_help(workflows: &[PhaseGraph], name: &str) -> Option<String> {
+    let mut out = String::new();
+    for g in workflows {
+        let Some(m) = g.get(name) else { continue };
+        let run = if g.name() == "join" {
+            format!("bootlet phase {name}")
+        } else {
+            format!("bootlet phase {name} --workflow {}", g.name())
+        };
+        out.push_str(&format!("{run}\n    {}\n\n", m.summary));
+        let names = |v: &[String]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        out.push_str(&format!("  needs:      {}\n", names(&m.needs)));
+        if !m.after.is_empty() {
+            out.push_str(&format!("  after:      {}\n", names(&m.after)));
+        }
+        out.push_str(&format!("  done when:  {}\n", m.done_check));
+        for i in &m.inputs {
+            out.push_str(&format!("  input:      {} (from {})\n", i.name, i.from));
+        }
+        for w in &m.writes {
+            out.push_str(&format!(
+                "  writes:     {} ({}): {}\n",
+                w.path, w.mode, w.what
+            ));
+        }
+        for r in &m.removes {
+            out.push_str(&format!("  removes:    {}: {}\n", r.path, r.what));
+        }
+        for r in &m.requests {
+            out.push_str(&format!(
+                "  requests:   {} {} as {}: {}\n",
+                r.verb, r.resource, r.identity, r.what
+            ));
+        }
+        if m.writes.is_empty() && m.removes.is_empty() {
+            out.push_str("  files:      none\n");
+        }
+        if m.requests.is_empty() {
+            out.push_str("  requests:   none\n");
+        }
+        out.push('\n');
+    }
+    (!out.is_empty()).then(|| {
+        out.push_str("The contract is enforced: a write or request outside it is refused as a bug. Options: `bootlet phase --help`.\n");
+        out
+    })
 }
 
 #[cfg(test)]

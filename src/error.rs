@@ -104,7 +104,9 @@ impl ErrorKind {
             ErrorKind::Conflict => {
                 "state conflict: lock held, journal contradicts the files, foreign files"
             }
-            ErrorKind::MissingInput => "a phase run alone lacks an input another phase produces",
+            ErrorKind::MissingInput => {
+                "a phase run alone lacks an input (another phase's output, or credentials it needs)"
+            }
             ErrorKind::Io => "a file could not be read or written",
         }
     }

@@ -199,13 +199,13 @@ pub fn run(settings: &Settings) -> Result<i32> {
         ));
     }
     if settings.output == OutputFormat::Json {
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({ "credentials": rows }))
                 .unwrap_or_default()
         );
     } else {
-        print!("{}", table(&rows));
+        crate::out!("{}", table(&rows));
     }
     let expired: Vec<&Credential> = rows.iter().filter(|r| r.residual_seconds <= 0).collect();
     if let Some(first) = expired.first() {

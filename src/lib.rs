@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod app;
 pub mod cli;
+pub mod cli_docs;
 pub mod cluster;
 pub mod demo;
 pub mod docs;

@@ -53,10 +53,20 @@ impl Output {
         }
         let line = format!("[{tag}] {msg}\n");
         if self.to_stderr {
-            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+            stderr_write(&line);
         } else {
-            let _ = std::io::stdout().lock().write_all(line.as_bytes());
+            stdout_write(&line);
         }
+    }
+
+    /// `[tag] message` on stderr: progress while waiting, retry notices. Not part of the report,
+    /// and never on stdout (which carries the JSON document with `-o json`).
+    pub fn progress(&self, tag: &str, msg: impl std::fmt::Display) {
+        if self.quiet {
+            return;
+        }
+        let tag = if tag.is_empty() { "bootlet" } else { tag };
+        let _ = writeln!(std::io::stderr().lock(), "[{tag}] {msg}");
     }
 
     /// `[tag] WARNING: message`, always to stderr.
@@ -66,4 +76,47 @@ impl Output {
         }
         let _ = writeln!(std::io::stderr().lock(), "[{tag}] WARNING: {msg}");
     }
+}
+
+/// Writes `text` to stdout. A closed pipe (`bootlet graph | head -1`) ends the program quietly with
+/// the status a shell gives a process killed by SIGPIPE (141), as other command-line tools end,
+/// rather than panicking. Rust ignores SIGPIPE (so that sockets report EPIPE), hence the check.
+pub fn stdout_write(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let written = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    if let Err(e) = written
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(141);
+    }
+}
+
+/// Writes `text` to stderr, ignoring errors (nowhere left to report them).
+pub fn stderr_write(text: &str) {
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+/// `println!` that ends quietly on a closed pipe (see [`stdout_write`]).
+#[macro_export]
+macro_rules! outln {
+    () => { $crate::output::stdout_write("\n") };
+    ($($t:tt)*) => { $crate::output::stdout_write(&format!("{}\n", format_args!($($t)*))) };
+}
+
+/// `print!` that ends quietly on a closed pipe.
+#[macro_export]
+macro_rules! out {
+    ($($t:tt)*) => { $crate::output::stdout_write(&format!($($t)*)) };
+}
+
+/// `eprintln!` that never panics.
+#[macro_export]
+macro_rules! errln {
+    ($($t:tt)*) => { $crate::output::stderr_write(&format!("{}\n", format_args!($($t)*))) };
+}
+
+/// `eprint!` that never panics.
+#[macro_export]
+macro_rules! err {
+    ($($t:tt)*) => { $crate::output::stderr_write(&format!($($t)*)) };
 }

@@ -39,19 +39,25 @@ impl BootstrapToken {
                 "bad bootstrap token: no '.' between id and secret; expected {TOKEN_FORMAT}"
             ))
         })?;
+        // Say which rule the part breaks, by its shape only: its length, or the class of the
+        // characters it holds (an upper-case token is the common paste error).
         let check = |part: &str, len: usize, what: &str| -> Result<()> {
-            let ok = part.len() == len
-                && part
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-            if ok {
-                Ok(())
+            let count = part.chars().count();
+            let problem = if count != len {
+                format!("must be {len} characters (got {count})")
+            } else if part.bytes().any(|b| b.is_ascii_uppercase()) {
+                "must be lower-case: it holds upper-case letters".to_string()
+            } else if !part
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            {
+                "may hold only the characters [a-z0-9]".to_string()
             } else {
-                Err(Error::invalid(format!(
-                    "bad bootstrap token: the {what} must be {len} characters of [a-z0-9] (got {} characters); expected {TOKEN_FORMAT}",
-                    part.chars().count()
-                )))
-            }
+                return Ok(());
+            };
+            Err(Error::invalid(format!(
+                "bad bootstrap token: the {what} {problem}; expected {TOKEN_FORMAT}"
+            )))
         };
         check(id, ID_LEN, "id")?;
         check(secret, SECRET_LEN, "secret")?;

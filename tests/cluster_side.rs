@@ -12,10 +12,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{Value, json};
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 fn token_secret_names(sb: &TestSandbox) -> Vec<String> {
     sb.sb()
         .list("secrets", "kube-system")

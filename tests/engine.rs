@@ -15,10 +15,6 @@ fn root() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 #[test]
 fn graph_prints_the_run_order_as_text_dot_and_mermaid() {
     let text = bootlet(&["graph"]);
@@ -39,7 +35,8 @@ fn graph_prints_the_run_order_as_text_dot_and_mermaid() {
             "kubeconfig",
             "client-csr",
             "serving-csr",
-            "write-files"
+            "write-files",
+            "kubelet-config"
         ]
     );
     let dot = bootlet(&["graph", "--format", "dot"]);
@@ -442,7 +439,8 @@ fn offline_dry_run_writes_everything_aside_reports_it_and_leaks_nothing() {
             "kubeconfig",
             "client-csr",
             "serving-csr",
-            "write-files"
+            "write-files",
+            "kubelet-config"
         ]
     );
     let mut seen_files = 0;
@@ -761,10 +759,11 @@ fn plan_shows_statuses_and_changes_nothing() {
     run.ok();
     let plan: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     let rows = plan["phases"].as_array().unwrap();
-    assert_eq!(rows.len(), 8);
+    assert_eq!(rows.len(), 9);
     assert_eq!(rows[2]["name"], "secret");
     assert_eq!(rows[2]["status"], "skipped");
-    assert_eq!(rows[1]["status"], "will run");
+    assert_eq!(rows[1]["status"], "will-run");
+    assert_eq!(rows[8]["name"], "kubelet-config");
     assert!(!node.exists(), "plan created {node:?}");
 }
 

@@ -12,10 +12,6 @@ use bootlet::sandbox::SandboxOptions;
 use common::*;
 use serde_json::json;
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 fn kubectl_ok(sb: &TestSandbox, args: &[&str]) -> String {
     let r = sb.kubectl(args);
     assert_eq!(r.code, 0, "kubectl {args:?}\n{}\n{}", r.stdout, r.stderr);

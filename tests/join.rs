@@ -11,16 +11,6 @@ use std::time::Duration;
 use bootlet::sandbox::SandboxOptions;
 use common::*;
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn auto_serving() -> TestSandbox {
-    TestSandbox::with(SandboxOptions {
-        auto_approve_serving: true,
-        ..Default::default()
-    })
-}
 
 /// Checks a kubelet-layout node: files, modes, certificates (key match, CA chain with openssl,
 /// CN/O/SANs/usages), bootstrap credential gone, kubectl reaches the sandbox as the node.
@@ -130,7 +120,7 @@ fn one_shot_join_with_the_admin_kubeconfig_and_kubectl_approving_the_serving_csr
 
 #[test]
 fn a_second_join_changes_nothing_and_sends_no_mutating_request() {
-    let sb = auto_serving();
+    let sb = TestSandbox::auto_serving();
     let root = tempfile::tempdir().unwrap();
     let admin = sb.admin_conf();
     let args = [
@@ -166,6 +156,7 @@ fn a_second_join_changes_nothing_and_sends_no_mutating_request() {
         "client-csr",
         "serving-csr",
         "write-files",
+        "kubelet-config",
     ] {
         assert!(
             again.stdout.contains(&format!("[{phase}] already done")),
@@ -187,7 +178,7 @@ fn a_second_join_changes_nothing_and_sends_no_mutating_request() {
 
 #[test]
 fn split_roles_the_admin_prepares_and_the_node_joins_with_only_the_bootstrap_kubeconfig() {
-    let sb = auto_serving();
+    let sb = TestSandbox::auto_serving();
     let admin = tempfile::tempdir().unwrap();
     for phase in ["token", "secret", "kubeconfig"] {
         bootlet(&[
@@ -239,7 +230,7 @@ fn split_roles_the_admin_prepares_and_the_node_joins_with_only_the_bootstrap_kub
 
 #[test]
 fn token_discovery_with_the_pin_printed_by_bootlet() {
-    let sb = auto_serving();
+    let sb = TestSandbox::auto_serving();
     let token = "tdisco.0123456789abcdef";
     sb.add_token(
         token,
@@ -289,7 +280,7 @@ fn token_discovery_with_the_pin_printed_by_bootlet() {
 
 #[test]
 fn krustlet_layout_embeds_credentials_and_reaches_the_sandbox_as_the_node() {
-    let sb = auto_serving();
+    let sb = TestSandbox::auto_serving();
     let root = tempfile::tempdir().unwrap();
     bootlet(&[
         "join",
@@ -874,7 +865,7 @@ fn the_secret_phase_is_idempotent_and_refuses_a_conflicting_token() {
 
 #[test]
 fn several_pins_any_match_and_no_pin_needs_the_explicit_unsafe_flag() {
-    let sb = auto_serving();
+    let sb = TestSandbox::auto_serving();
     let token = "pinsok.0123456789abcdef";
     sb.add_token(token, None, &["authentication", "signing"]);
     let root = tempfile::tempdir().unwrap();
@@ -930,7 +921,7 @@ fn several_pins_any_match_and_no_pin_needs_the_explicit_unsafe_flag() {
 
 #[test]
 fn keep_bootstrap_kubeconfig_keeps_it_and_preflight_guards_foreign_files() {
-    let sb = auto_serving();
+    let sb = TestSandbox::auto_serving();
     let root = tempfile::tempdir().unwrap();
     // A kubelet.conf that bootlet did not write and that does not verify: preflight stops.
     let conf = root.path().join("etc/kubernetes/kubelet.conf");

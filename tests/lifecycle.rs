@@ -12,10 +12,6 @@ use std::time::{Duration, Instant};
 use bootlet::sandbox::SandboxOptions;
 use common::*;
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 fn sandbox(auto_serving: bool, signing: Duration) -> TestSandbox {
     TestSandbox::with(SandboxOptions {
         auto_approve_serving: auto_serving,
@@ -212,7 +208,12 @@ fn a_client_only_join_sends_no_serving_csr_and_a_later_join_adds_it() {
     sb.approve_serving_in_background();
     let add = bootlet(&["join", "--root", s(&node.root), "--approval-timeout", "30s"]);
     add.ok();
-    assert_eq!(sb.csrs_of("system:node:client-only").len(), 1);
+    assert_eq!(
+        sb.csrs_of("system:node:client-only").len(),
+        1,
+        "{}",
+        add.stdout
+    );
     node.assert_usable(&sb);
 }
 
@@ -666,7 +667,7 @@ fn reset_removes_exactly_the_journals_files_and_then_another_cluster_can_join() 
     // Files bootlet did not write, in its directories.
     let foreign = [
         node.root.join("etc/kubernetes/manifests/kube-proxy.yaml"),
-        node.root.join("var/lib/kubelet/config.yaml"),
+        node.root.join("var/lib/kubelet/kubeadm-flags.env"),
         node.pki().join("kubelet.crt"),
     ];
     for f in &foreign {
@@ -820,10 +821,27 @@ fn the_systemd_units_verify() {
     let src = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/systemd"));
     let dir = tempfile::tempdir().unwrap();
     let mut units = Vec::new();
+    let mut drop_ins = 0;
     for f in files_under(src) {
-        let text = std::fs::read_to_string(src.join(&f))
-            .unwrap()
-            .replace("/usr/local/bin/bootlet", s(&bin()));
+        let text = std::fs::read_to_string(src.join(&f)).unwrap();
+        if f.ends_with(".conf") {
+            // A kubelet.service drop-in: verified merged into a stand-in kubelet unit, and
+            // checked to read the flags file kubelet-config writes, by its variable.
+            assert!(
+                text.contains("EnvironmentFile=-/var/lib/kubelet/bootlet-flags.env")
+                    && text.contains("$KUBELET_BOOTLET_ARGS"),
+                "{text}"
+            );
+            let unit = format!(
+                "[Unit]\nDescription=stand-in kubelet\n{}",
+                text.replace("/usr/bin/kubelet", "/bin/true")
+            );
+            std::fs::write(dir.path().join("kubelet.service"), unit).unwrap();
+            units.push(dir.path().join("kubelet.service"));
+            drop_ins += 1;
+            continue;
+        }
+        let text = text.replace("/usr/local/bin/bootlet", s(&bin()));
         assert!(
             text.contains(s(&bin())) || f.ends_with(".timer"),
             "{f} runs bootlet"
@@ -832,9 +850,9 @@ fn the_systemd_units_verify() {
         units.push(dir.path().join(&f));
     }
     assert_eq!(
-        units.len(),
-        3,
-        "the watch service, and the one-shot service with its timer"
+        (units.len(), drop_ins),
+        (4, 1),
+        "the watch service, the one-shot service with its timer, the kubelet drop-in"
     );
     let out = std::process::Command::new("systemd-analyze")
         .args(["verify", "--man=no"])

@@ -14,10 +14,6 @@ use std::time::{Duration, Instant};
 use bootlet::sandbox::SandboxOptions;
 use common::*;
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 fn long_mode() -> bool {
     std::env::var_os("BOOTLET_LONG").is_some()
 }

@@ -1060,6 +1060,7 @@ fn the_demo_joins_a_node_whose_certificates_openssl_accepts() {
         "client-csr",
         "serving-csr",
         "write-files",
+        "kubelet-config",
     ] {
         assert!(
             run.stdout

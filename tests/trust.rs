@@ -10,19 +10,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bootlet::sandbox::SandboxOptions;
 use common::*;
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn auto_serving() -> TestSandbox {
-    TestSandbox::with(SandboxOptions {
-        auto_approve_serving: true,
-        ..Default::default()
-    })
-}
 
 fn one_error_line(run: &Run) -> String {
     let lines: Vec<&str> = run
@@ -89,8 +78,8 @@ fn snapshot(dir: &Path) -> Vec<(String, u64, u32, i64)> {
 
 #[test]
 fn a_root_joined_to_another_cluster_is_refused_before_any_request() {
-    let a = auto_serving();
-    let b = auto_serving();
+    let a = TestSandbox::auto_serving();
+    let b = TestSandbox::auto_serving();
     let work = tempfile::tempdir().unwrap();
     let root = work.path().join("node");
     join_with_token(&a, &root, "aaaaaa.0123456789abcdef", "edge-1").ok();
@@ -201,7 +190,7 @@ fn plant(root: &Path, rel: &str, content: &[u8], mode: u32) -> PathBuf {
 
 #[test]
 fn a_planted_token_file_is_refused_and_never_registered() {
-    let sb = auto_serving();
+    let sb = TestSandbox::auto_serving();
     let work = tempfile::tempdir().unwrap();
     let root = work.path().join("node");
     let planted = "plnt01.0123456789abcdef";
@@ -253,7 +242,7 @@ fn a_planted_token_file_is_refused_and_never_registered() {
 
 #[test]
 fn a_planted_staging_key_is_refused_and_the_certificate_carries_bootlets_own_key() {
-    let sb = auto_serving();
+    let sb = TestSandbox::auto_serving();
     let work = tempfile::tempdir().unwrap();
     let root = work.path().join("node");
     let key = work.path().join("planted.key");
@@ -318,7 +307,7 @@ fn a_planted_staging_key_is_refused_and_the_certificate_carries_bootlets_own_key
 
 #[test]
 fn symlinked_directories_are_refused_and_nothing_is_written_outside_the_root() {
-    let sb = auto_serving();
+    let sb = TestSandbox::auto_serving();
     for (i, (link, absolute)) in [
         ("var/lib/kubelet/pki", false),
         ("etc/kubernetes", false),
@@ -540,7 +529,7 @@ fn an_expired_stored_token_is_never_reused_or_registered_and_new_token_forces_on
 
 #[test]
 fn a_token_in_another_flag_is_refused_before_any_network_use_and_never_echoed() {
-    let sb = auto_serving();
+    let sb = TestSandbox::auto_serving();
     let work = tempfile::tempdir().unwrap();
     let root = work.path().join("node");
     let secret = "s3cr3t0123456789";
@@ -667,7 +656,7 @@ fn a_waiting_join_cannot_be_dumped() {
 
 #[test]
 fn widened_modes_of_installed_credentials_are_repaired_and_foreign_owners_refused() {
-    let sb = auto_serving();
+    let sb = TestSandbox::auto_serving();
     let work = tempfile::tempdir().unwrap();
     let root = work.path().join("node");
     join_with_token(&sb, &root, "modeok.0123456789abcdef", "edge-5").ok();

@@ -53,7 +53,12 @@ pub enum Progress {
     Pending,
     /// Approved, waiting for the signer.
     Approved,
+    /// Still waiting, this long so far (about every 10 s).
+    Waiting(Duration),
 }
+
+/// How often a long wait says it is still waiting.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 /// An issued certificate.
 #[derive(Debug, Clone)]
@@ -277,13 +282,28 @@ async fn wait_for_certificate(
     timeout: Duration,
     progress: &mut (dyn FnMut(Progress, &str) + Send),
 ) -> Result<Issued> {
-    let deadline = tokio::time::Instant::now() + timeout;
+    let started = tokio::time::Instant::now();
+    let deadline = started + timeout;
     progress(Progress::Pending, name);
     let mut announced_approval = false;
     let mut transient_failures = 0u32;
+    let mut last_failure: Option<String> = None;
+    let mut tick = tokio::time::interval_at(started + PROGRESS_EVERY, PROGRESS_EVERY);
     loop {
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
         if remaining.is_zero() {
+            // The same cause gives the same exit code everywhere: an unreachable server is 8.
+            if let Some(cause) = &last_failure {
+                return Err(Error::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "watch certificatesigningrequests as {} kept failing for {} while waiting for CSR {name} (last: {cause}); check that {} is up and reachable, then rerun (bootlet re-attaches to the same CSR)",
+                        cluster.identity(),
+                        humantime(timeout),
+                        cluster.server()
+                    ),
+                ));
+            }
             return Err(Error::new(
                 ErrorKind::Timeout,
                 format!(
@@ -333,7 +353,8 @@ async fn wait_for_certificate(
                     super::retry::Failure::Transient { cause, retry_after } => {
                         transient_failures += 1;
                         let wait = cluster.policy().delay(transient_failures, retry_after);
-                        tracing::warn!("re-opening the watch on CSR {name} in {wait:?}: {cause}");
+                        tracing::debug!("re-opening the watch on CSR {name} in {wait:?}: {cause}");
+                        last_failure = Some(cause);
                         tokio::time::sleep(wait.min(remaining)).await;
                         continue;
                     }
@@ -343,9 +364,16 @@ async fn wait_for_certificate(
                 }
             }
         };
+        last_failure = None;
         let mut stream = std::pin::pin!(stream);
         loop {
-            let next = tokio::time::timeout_at(deadline, stream.next()).await;
+            let next = tokio::select! {
+                n = tokio::time::timeout_at(deadline, stream.next()) => n,
+                _ = tick.tick() => {
+                    progress(Progress::Waiting(started.elapsed()), name);
+                    continue;
+                }
+            };
             let event = match next {
                 Err(_) | Ok(None) => break,
                 Ok(Some(Err(e))) => {
@@ -411,14 +439,17 @@ async fn wait_for_certificate(
     }
 }
 
-fn humantime(d: Duration) -> String {
-    let s = d.as_secs();
-    if s >= 60 && s.is_multiple_of(60) {
-        format!("{}m", s / 60)
-    } else if s > 0 {
-        format!("{s}s")
-    } else {
+/// `5m`, `1m30s`, `12s`, `250ms`: a duration as an operator writes it.
+pub fn humantime(d: Duration) -> String {
+    let s = (d.as_millis() + 500) / 1000;
+    if d < Duration::from_secs(1) {
         format!("{}ms", d.as_millis())
+    } else if s >= 60 && s.is_multiple_of(60) {
+        format!("{}m", s / 60)
+    } else if s >= 60 {
+        format!("{}m{}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
     }
 }
 

@@ -98,6 +98,12 @@ impl Gate {
         Ok(())
     }
 
+    /// The running phase (for notices), or "".
+    pub fn phase_name(&self) -> String {
+        let s = self.state.lock().expect("gate lock");
+        s.phase.rsplit('/').next().unwrap_or_default().to_string()
+    }
+
     fn record(&self, rec: RequestRecord) {
         let mut s = self.state.lock().expect("gate lock");
         if !s.open {
@@ -115,6 +121,13 @@ pub struct Cluster {
     gate: Arc<Gate>,
     dry_run: bool,
     policy: Policy,
+    /// Where the one-line "not answering" / "answers again" notices go (none: silent).
+    notices: Option<crate::output::Output>,
+    /// Whether the last call failed transiently, shared by clones: a notice is printed when the
+    /// server first fails and when it recovers, not per attempt.
+    failing: Arc<std::sync::atomic::AtomicBool>,
+    /// A deadline no call may outlive (the caller's own timeout: discovery, approval).
+    until: Option<(tokio::time::Instant, &'static str)>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -195,7 +208,29 @@ impl Cluster {
             gate,
             dry_run,
             policy: Policy::with_budget(budget),
+            notices: None,
+            failing: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            until: None,
         })
+    }
+
+    /// The same client, printing a line when the server first fails and when it recovers.
+    pub fn with_notices(mut self, out: crate::output::Output) -> Cluster {
+        self.notices = Some(out);
+        self
+    }
+
+    /// The same client, no call of which outlives `deadline` (the budget of `flag`).
+    pub fn until(&self, deadline: tokio::time::Instant, flag: &'static str) -> Cluster {
+        let mut c = self.clone();
+        c.until = Some((deadline, flag));
+        c
+    }
+
+    fn notice(&self, msg: String) {
+        if let Some(out) = &self.notices {
+            out.progress(&self.gate.phase_name(), msg);
+        }
     }
 
     /// A client for a cluster-side command (no phase, no dry-run), retrying transient failures
@@ -300,36 +335,67 @@ impl Cluster {
         F: Fn() -> Fut,
         Fut: Future<Output = kube::Result<Option<T>>>,
     {
+        use std::sync::atomic::Ordering;
         let mut attempt = 0u32;
-        let deadline = tokio::time::Instant::now() + self.policy.budget;
+        let started = tokio::time::Instant::now();
+        let mut deadline = started + self.policy.budget;
+        // The flag whose budget ends the retries, for the hint.
+        let mut budget_flag = "--api-timeout";
+        if let Some((until, flag)) = self.until
+            && until < deadline
+        {
+            deadline = until;
+            budget_flag = flag;
+        }
         loop {
             attempt += 1;
-            let outcome = tokio::time::timeout(self.policy.attempt_timeout, call()).await;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let outcome = tokio::time::timeout(
+                self.policy
+                    .attempt_timeout
+                    .min(left.max(Duration::from_millis(50))),
+                call(),
+            )
+            .await;
             let err = match outcome {
-                Ok(Ok(v)) => return Ok(v),
+                Ok(Ok(v)) => {
+                    if self.failing.swap(false, Ordering::Relaxed) {
+                        self.notice(format!("The API server {} answers again", self.server));
+                    }
+                    return Ok(v);
+                }
                 Ok(Err(e)) => e,
-                Err(_) => retry::timeout_error(self.policy.attempt_timeout),
+                Err(_) => retry::timeout_error(self.policy.attempt_timeout.min(left)),
             };
             let failure = classify(&err, self, req);
             match failure {
                 retry::Failure::Final(e) => return Err(e),
                 retry::Failure::Conflict(e) => return Err(e),
                 retry::Failure::Transient { cause, retry_after } => {
-                    let wait = self.policy.delay(attempt, retry_after);
-                    if tokio::time::Instant::now() + wait > deadline {
+                    let now = tokio::time::Instant::now();
+                    if now >= deadline {
                         return Err(Error::new(
                             crate::error::ErrorKind::Unavailable,
                             format!(
-                                "{} {} as {} kept failing for {:?} ({attempt} attempts; last: {cause}); check that {} is up and reachable, or raise --api-timeout",
+                                "{} {} as {} kept failing for {} ({attempt} attempts; last: {cause}); check that {} is up and reachable, or raise {budget_flag}",
                                 req.verb,
                                 req.resource,
                                 self.identity,
-                                self.policy.budget,
+                                csr::humantime(now - started),
                                 self.server
                             ),
                         ));
                     }
-                    tracing::warn!(
+                    if !self.failing.swap(true, Ordering::Relaxed) {
+                        self.notice(format!(
+                            "The API server {} is not answering ({cause}); retrying for up to {} (-v shows each attempt)",
+                            self.server,
+                            csr::humantime(deadline - now)
+                        ));
+                    }
+                    // Sleep no later than the deadline: the last attempt happens at it.
+                    let wait = self.policy.delay(attempt, retry_after).min(deadline - now);
+                    tracing::debug!(
                         "retrying {} {} as {} in {:?} (attempt {attempt}): {cause}",
                         req.verb,
                         req.resource,

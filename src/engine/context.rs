@@ -131,6 +131,12 @@ impl Ctx {
         self.world.is_dry_run()
     }
 
+    /// "Created" for a request that was sent, "Would create" in a dry-run, where mutations are
+    /// recorded and not sent: the text says what the JSON report says.
+    pub fn sent(&self, done: &'static str, would: &'static str) -> &'static str {
+        if self.dry_run() { would } else { done }
+    }
+
     /// Prints `[phase] msg` and records it as an action for the report.
     pub fn act(&mut self, msg: impl Into<String>) {
         let msg = msg.into();
@@ -218,6 +224,7 @@ impl Ctx {
             self.dry_run(),
             self.settings.api_timeout,
         )
+        .map(|c| c.with_notices(self.out))
     }
 
     /// The admin client, if `--admin-kubeconfig` was given.

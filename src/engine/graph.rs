@@ -343,7 +343,8 @@ mod tests {
                 "kubeconfig",
                 "client-csr",
                 "serving-csr",
-                "write-files"
+                "write-files",
+                "kubelet-config"
             ]
         );
         assert_eq!(g.dependants("kubeconfig"), ["client-csr"]);

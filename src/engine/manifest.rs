@@ -58,6 +58,10 @@ pub struct Manifest {
     pub after: Vec<String>,
     /// How the phase decides, from the world, that its job is already done.
     pub done_check: String,
+    /// The phase's output is what the workflow is for (the installed credentials), not an input a
+    /// later phase uses up: it is done on its own check only, whatever runs after it.
+    #[serde(default)]
+    pub final_output: bool,
     /// Inputs it reads and who makes them.
     #[serde(default)]
     pub inputs: Vec<Input>,

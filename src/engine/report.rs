@@ -5,6 +5,9 @@
 
 use serde::Serialize;
 
+/// Version of the report format (`report_version`); bumped when a field changes meaning.
+pub const REPORT_VERSION: u32 = 1;
+
 /// One API request.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct RequestRecord {

@@ -65,7 +65,8 @@ impl Command {
         matches!(self, Command::Plan(_))
     }
 
-    fn label(&self) -> String {
+    /// The command as the operator types it (`join`, `phase secret`, `plan renew`).
+    pub fn label(&self) -> String {
         match self {
             Command::Run(w) => w.clone(),
             Command::Phase { workflow, name } if workflow == "join" => format!("phase {name}"),
@@ -103,24 +104,11 @@ impl Status {
     }
 }
 
-/// One row of `bootlet plan`.
-#[derive(Debug, Clone, Serialize)]
-pub struct PlanRow {
-    /// Phase.
-    pub name: String,
-    /// `done`, `will run`, `skipped`.
-    pub status: String,
-    /// Why.
-    pub reason: String,
-}
-
 /// The result of a run.
 #[derive(Debug)]
 pub struct Outcome {
     /// What happened.
     pub report: Report,
-    /// The plan, for `plan`.
-    pub plan: Vec<PlanRow>,
     /// The error, if the run failed.
     pub error: Option<Error>,
 }
@@ -128,7 +116,7 @@ pub struct Outcome {
 /// Runs `command` with `settings`.
 pub async fn execute(command: Command, settings: Settings, out: Output) -> Outcome {
     let mut report = Report {
-        report_version: 1,
+        report_version: super::report::REPORT_VERSION,
         command: command.label(),
         dry_run: settings.dry_run,
         root: settings.root.display().to_string(),
@@ -136,21 +124,14 @@ pub async fn execute(command: Command, settings: Settings, out: Output) -> Outco
         node_name: settings.node_name.clone(),
         ..Default::default()
     };
-    let mut plan = Vec::new();
-    let error = run(&command, settings, out, &mut report, &mut plan)
-        .await
-        .err();
+    let error = run(&command, settings, out, &mut report).await.err();
     report.result = if error.is_some() {
         "failed".into()
     } else {
         "succeeded".into()
     };
     report.error = error.as_ref().map(|e| e.message().to_string());
-    Outcome {
-        report,
-        plan,
-        error,
-    }
+    Outcome { report, error }
 }
 
 async fn run(
@@ -158,7 +139,6 @@ async fn run(
     settings: Settings,
     out: Output,
     report: &mut Report,
-    plan: &mut Vec<PlanRow>,
 ) -> Result<()> {
     let graph = Arc::new(PhaseGraph::workflow(command.workflow())?);
     for s in &settings.skip_phases {
@@ -233,22 +213,11 @@ async fn run(
         Command::Phase { name: p, .. } => vec![p.clone()],
         _ => scope.clone(),
     };
+    if let Command::Phase { name: p, .. } = command {
+        refuse_skip_when_asked_by_name(p, &statuses[p], &skipped)?;
+    }
     if command.is_plan() {
-        for name in &order {
-            let s = &statuses[name];
-            let mut reason = s.reason().to_string();
-            if let Status::Done(_) = s
-                && let Some(up) = runs_upstream_of(&graph, name, &statuses)
-            {
-                reason.push_str(&format!("; checked again after {up} runs"));
-            }
-            cx.out.say(name, format!("{}: {reason}", s.label()));
-            plan.push(PlanRow {
-                name: name.clone(),
-                status: s.label().into(),
-                reason,
-            });
-        }
+        show_plan(&mut cx, &graph, &order, &statuses, report)?;
         return Ok(());
     }
     let mut failure = None;
@@ -326,6 +295,20 @@ async fn run(
                 cx.settings.node_name
             ),
         );
+        if !skipped.contains("kubelet-config") {
+            let inside = if cx.settings.root == std::path::Path::new("/") {
+                String::new()
+            } else {
+                format!(" (paths inside --root {})", cx.settings.root.display())
+            };
+            cx.out.say(
+                "join",
+                format!(
+                    "Start the node agent with: {}{inside}",
+                    crate::phases::kubelet_config::start_command(&cx)
+                ),
+            );
+        }
     }
     Ok(())
 }
@@ -386,6 +369,72 @@ async fn run_phase(
     let flushed = cx.world.flush();
     result?;
     flushed
+}
+
+/// `plan`: each phase's status and why, with what preflight would refuse (its checks have no side
+/// effects), into the text lines and the report (`plan -o json` has the run report's shape).
+fn show_plan(
+    cx: &mut Ctx,
+    graph: &PhaseGraph,
+    order: &[String],
+    statuses: &BTreeMap<String, Status>,
+    report: &mut Report,
+) -> Result<()> {
+    let mut blocked_by = None;
+    for name in order {
+        let s = &statuses[name];
+        let (mut status, mut reason) = (s.label().replace(' ', "-"), s.reason().to_string());
+        let mut actions = Vec::new();
+        if let Status::Done(_) = s
+            && let Some(up) = runs_upstream_of(graph, name, statuses)
+        {
+            reason.push_str(&format!("; checked again after {up} runs"));
+        }
+        if name == "preflight" && matches!(s, Status::WillRun(_)) {
+            cx.set_phase(name);
+            let fatal: Vec<String> = crate::phases::preflight::findings(cx)?
+                .into_iter()
+                .filter(|f| !f.ignored)
+                .map(|f| format!("[ERROR {}]: {}", f.name, f.problem))
+                .collect();
+            if !fatal.is_empty() {
+                status = "will-fail".into();
+                reason = format!("{} check(s) will stop the run", fatal.len());
+                actions = fatal;
+                blocked_by = Some(name.clone());
+            }
+        } else if let (Some(by), Status::WillRun(why)) = (&blocked_by, s) {
+            status = "not-reached".into();
+            reason = format!("{by} will stop the run first (else: {why})");
+        }
+        cx.out
+            .say(name, format!("{}: {reason}", status.replace('-', " ")));
+        for a in &actions {
+            cx.out.say(name, format!("\t{a}"));
+        }
+        let r = report.phase_mut(name);
+        r.status = status;
+        r.reason = reason;
+        r.actions = actions;
+    }
+    Ok(())
+}
+
+/// A phase asked for by name that would skip itself cannot do what was asked: inside a workflow
+/// "skipped" is an answer, alone it would be a false success (`phase secret` without admin
+/// credentials). `--skip-phases` naming it is the operator's own choice and stays a skip.
+fn refuse_skip_when_asked_by_name(
+    name: &str,
+    status: &Status,
+    skipped: &BTreeSet<String>,
+) -> Result<()> {
+    match status {
+        Status::Skipped(why) if !skipped.contains(name) => Err(Error::new(
+            crate::error::ErrorKind::MissingInput,
+            format!("phase {name} cannot run: {why}"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Reads the journal; a run that was not given a node name takes the journal's.
@@ -471,7 +520,10 @@ async fn evaluate(
             match recheck(cx, graph, name).await? {
                 Check::Done(r) => Status::Done(r),
                 Check::Skip(r) => Status::Skipped(r),
-                Check::NotDone(r) if !graph.description().done_when_downstream_done => {
+                Check::NotDone(r)
+                    if !graph.description().done_when_downstream_done
+                        || graph.get(name).is_some_and(|m| m.final_output) =>
+                {
                     Status::WillRun(r)
                 }
                 Check::NotDone(r) => match used_up_by(graph, name, scope, &statuses) {

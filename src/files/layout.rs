@@ -83,6 +83,8 @@ impl Layout {
                     "server_current",
                     "/var/lib/kubelet/pki/kubelet-server-current.pem".into(),
                 );
+                vars.insert("kubelet_config", "/var/lib/kubelet/config.yaml".into());
+                vars.insert("kubelet_flags", "/var/lib/kubelet/bootlet-flags.env".into());
             }
             LayoutKind::Krustlet => {
                 vars.insert("state", format!("{data}/bootlet"));

@@ -397,7 +397,11 @@ pub fn ensure_staged_key(cx: &mut Ctx, name: &str) -> Result<PrivateKey> {
         key.pem().expose().as_bytes(),
         crate::files::SECRET_FILE_MODE,
     )?;
-    cx.act(format!("Generated a new ECDSA P-256 key at {path}"));
+    cx.act(if cx.dry_run() {
+        format!("Generated a new ECDSA P-256 key; would store it at {path}")
+    } else {
+        format!("Generated a new ECDSA P-256 key at {path}")
+    });
     Ok(key)
 }
 
@@ -411,6 +415,14 @@ pub enum CertKind {
 }
 
 impl CertKind {
+    /// The phase that requests it.
+    pub fn phase(self) -> &'static str {
+        match self {
+            CertKind::Client => "client-csr",
+            CertKind::Serving => "serving-csr",
+        }
+    }
+
     /// Staging file stem.
     pub fn stem(self) -> &'static str {
         match self {
@@ -470,12 +482,14 @@ pub async fn obtain_certificate(
         None
     };
     let timeout = cx.settings.approval_timeout;
+    let out = cx.out;
+    let created = cx.sent("Created", "Would create");
     let issued = {
         let mut progress = |p: crate::cluster::csr::Progress, name: &str| {
             use crate::cluster::csr::Progress;
             let msg = match (p, kind) {
                 (Progress::Created, _) => format!(
-                    "Created CSR {name} (signer {}, key {}…)",
+                    "{created} CSR {name} (signer {}, key {}…)",
                     kind.signer(),
                     &key.fingerprint()[..12]
                 ),
@@ -483,12 +497,32 @@ pub async fn obtain_certificate(
                     "Found CSR {name} from an earlier attempt, made with the same key: re-attached"
                 ),
                 (Progress::Pending, CertKind::Client) => format!(
-                    "Waiting up to {:?} for CSR {name} to be approved and signed (kubelet client CSRs are auto-approved when the bootstrapper bindings exist)",
-                    timeout
+                    "Waiting up to {} for CSR {name} to be approved and signed (kubelet client CSRs are auto-approved when the bootstrapper bindings exist)",
+                    crate::cluster::csr::humantime(timeout)
                 ),
                 (Progress::Pending, CertKind::Serving) => format!(
-                    "Waiting up to {timeout:?} for an admin to approve serving CSR {name}: run `kubectl certificate approve {name}`"
+                    "Waiting up to {} for an admin to approve serving CSR {name}: run `kubectl certificate approve {name}`",
+                    crate::cluster::csr::humantime(timeout)
                 ),
+                (Progress::Waiting(elapsed), _) => {
+                    let unblock = match kind {
+                        CertKind::Client => {
+                            "kubectl certificate approve ".to_string()
+                                + name
+                                + " (client CSRs need the bootstrapper bindings to be auto-approved)"
+                        }
+                        CertKind::Serving => format!("kubectl certificate approve {name}"),
+                    };
+                    out.progress(
+                        kind.phase(),
+                        format!(
+                            "Still waiting for CSR {name} to be approved and signed ({} of {}); to unblock: {unblock}",
+                            crate::cluster::csr::humantime(elapsed),
+                            crate::cluster::csr::humantime(timeout)
+                        ),
+                    );
+                    return;
+                }
                 (Progress::Approved, _) => {
                     format!("CSR {name} is approved; waiting for the signer")
                 }

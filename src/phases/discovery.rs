@@ -247,18 +247,25 @@ async fn token_discovery(cx: &mut Ctx, endpoint: &str) -> Result<ClusterRecord> 
 }
 
 /// Polls cluster-info until it carries a signature for the token, then verifies it. `None` in a
-/// dry-run when no cluster answers.
+/// dry-run when no cluster answers. No call outlives `--discovery-timeout`; a long wait says so
+/// about every 10 s.
 async fn fetch_signed_cluster_info(
     cx: &mut Ctx,
     anonymous: &crate::cluster::Cluster,
     token: &BootstrapToken,
 ) -> Result<Option<String>> {
-    let deadline = tokio::time::Instant::now() + cx.settings.discovery_timeout;
+    let started = tokio::time::Instant::now();
+    let timeout = cx.settings.discovery_timeout;
+    let deadline = started + timeout;
+    let anonymous = anonymous.until(deadline, "--discovery-timeout");
     let key = format!("jws-kubeconfig-{}", token.id());
     let mut delay = Duration::from_millis(200);
     let mut last: String;
+    let mut unreachable: Option<Error>;
     let mut announced = false;
+    let mut next_progress = started + crate::cluster::csr::PROGRESS_EVERY;
     loop {
+        unreachable = None;
         match anonymous.get_configmap("kube-public", "cluster-info").await {
             Ok(Some(cm)) => {
                 let data = cm.data.unwrap_or_default();
@@ -283,15 +290,24 @@ async fn fetch_signed_cluster_info(
             }
             Ok(None) if anonymous.is_dry_run() => return Ok(None),
             Ok(None) => last = "kube-public/cluster-info does not exist: this API server isn't set up for token bootstrapping".into(),
-            Err(e) if e.kind() == ErrorKind::Unavailable => last = e.message().to_string(),
+            Err(e) if e.kind() == ErrorKind::Unavailable => {
+                last = e.message().to_string();
+                unreachable = Some(e);
+            }
             Err(e) => return Err(e),
         }
-        if tokio::time::Instant::now() + delay > deadline {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            // An unreachable server is exit 8 in every phase; a server that answers without the
+            // signature is a discovery timeout (7).
+            if let Some(e) = unreachable {
+                return Err(e);
+            }
             return Err(Error::new(
                 ErrorKind::Timeout,
                 format!(
-                    "token discovery gave up after {:?}: {last}",
-                    cx.settings.discovery_timeout
+                    "token discovery gave up after {}: {last}",
+                    crate::cluster::csr::humantime(now - started)
                 ),
             ));
         }
@@ -301,8 +317,19 @@ async fn fetch_signed_cluster_info(
                 token.id()
             ));
             announced = true;
+        } else if now >= next_progress {
+            next_progress = now + crate::cluster::csr::PROGRESS_EVERY;
+            cx.out.progress(
+                "discovery",
+                format!(
+                    "Still waiting for a signed cluster-info ({} of {}): {last}; to unblock: on the control plane, `bootlet token list` must show token id {} with usage signing",
+                    crate::cluster::csr::humantime(now - started),
+                    crate::cluster::csr::humantime(timeout),
+                    token.id()
+                ),
+            );
         }
-        tokio::time::sleep(delay).await;
+        tokio::time::sleep(delay.min(deadline - now)).await;
         delay = (delay * 2).min(Duration::from_secs(5));
     }
 }

@@ -104,6 +104,7 @@ pub async fn run(cx: &mut Ctx) -> Result<()> {
     };
     cx.world
         .write_if_changed(&path, text.as_bytes(), crate::files::SECRET_FILE_MODE)?;
-    cx.act(format!("Wrote the bootstrap kubeconfig {path} (0600)"));
+    let verb = cx.sent("Wrote", "Would write");
+    cx.act(format!("{verb} the bootstrap kubeconfig {path} (0600)"));
     Ok(())
 }

@@ -9,6 +9,7 @@ pub mod cluster_identity;
 pub mod common;
 pub mod discovery;
 pub mod kubeconfig;
+pub mod kubelet_config;
 pub mod preflight;
 pub mod renewal;
 pub mod secret;
@@ -67,6 +68,7 @@ pub static IMPLEMENTATIONS: &[PhaseImpl] = &[
     phase!("client-csr", client_csr),
     phase!("serving-csr", serving_csr),
     phase!("write-files", write_files),
+    phase!("kubelet-config", kubelet_config),
     phase!("cleanup-node", cleanup_node),
 ];
 

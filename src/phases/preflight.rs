@@ -39,8 +39,29 @@ fn file_available_name(inside: &str) -> String {
     format!("FileAvailable-{}", inside.replace('/', "-"))
 }
 
-/// Runs the checks.
-pub async fn run(cx: &mut Ctx) -> Result<()> {
+/// Checks that ignoring cannot help: the join cannot go on without what they check, so
+/// `--ignore-preflight-errors` does not downgrade them and the hint never suggests it.
+const UNIGNORABLE: [&str; 2] = ["TokenFormat", "DiscoverySource"];
+
+/// A preflight finding: the check's name, its problem, and whether it is ignored this run.
+pub struct Finding {
+    /// Check name (what `--ignore-preflight-errors` takes).
+    pub name: String,
+    /// What is wrong.
+    pub problem: String,
+    /// Downgraded to a warning by `--ignore-preflight-errors`.
+    pub ignored: bool,
+}
+
+impl Finding {
+    /// Whether ignoring the check could let the run go on.
+    pub fn ignorable(&self) -> bool {
+        !UNIGNORABLE.contains(&self.name.as_str())
+    }
+}
+
+/// Every check's problem this run, without side effects (`plan` shows them).
+pub fn findings(cx: &mut Ctx) -> Result<Vec<Finding>> {
     let known: Vec<String> = check_names(cx)
         .iter()
         .map(|n| n.to_ascii_lowercase())
@@ -53,7 +74,6 @@ pub async fn run(cx: &mut Ctx) -> Result<()> {
             )));
         }
     }
-    cx.act("Running pre-flight checks");
     let mut outcomes = vec![
         token_format(cx),
         discovery_source(cx),
@@ -65,37 +85,81 @@ pub async fn run(cx: &mut Ctx) -> Result<()> {
     if cx.layout.get("ca_cert").is_some() {
         outcomes.push(leftover_ca(cx)?);
     }
+    Ok(outcomes
+        .into_iter()
+        .filter_map(|o| {
+            let problem = o.problem?;
+            let unignorable = UNIGNORABLE.contains(&o.name.as_str());
+            let ignored = !unignorable
+                && cx
+                    .settings
+                    .ignore_preflight_errors
+                    .iter()
+                    .any(|i| i == "all" || *i == o.name.to_ascii_lowercase());
+            Some(Finding {
+                name: o.name,
+                problem,
+                ignored,
+            })
+        })
+        .collect())
+}
+
+/// The one-line error for fatal findings: the fix for each, and the ignore hint only for checks
+/// whose ignoring could help.
+pub fn failure(fatal: &[&Finding]) -> Error {
+    let names: Vec<&str> = fatal.iter().map(|f| f.name.as_str()).collect();
+    let ignorable: Vec<&str> = fatal
+        .iter()
+        .filter(|f| f.ignorable())
+        .map(|f| f.name.as_str())
+        .collect();
+    let hint = if ignorable.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ", or if you know what you are doing make a check non-fatal with --ignore-preflight-errors={}",
+            ignorable.join(",")
+        )
+    };
+    Error::new(
+        ErrorKind::Preflight,
+        format!(
+            "preflight checks failed: {}; fix what each [ERROR] line says{hint}",
+            names.join(", ")
+        ),
+    )
+}
+
+/// Runs the checks.
+pub async fn run(cx: &mut Ctx) -> Result<()> {
+    cx.act("Running pre-flight checks");
+    let found = findings(cx)?;
     let mut fatal = Vec::new();
-    for o in outcomes {
-        let Some(problem) = o.problem else { continue };
-        let ignored = cx
-            .settings
-            .ignore_preflight_errors
-            .iter()
-            .any(|i| i == "all" || *i == o.name.to_ascii_lowercase());
-        if ignored {
+    for f in &found {
+        if f.ignored {
             cx.warn(format!(
-                "[{}] {problem} (ignored by --ignore-preflight-errors)",
-                o.name
+                "[{}] {} (ignored by --ignore-preflight-errors)",
+                f.name, f.problem
             ));
         } else {
-            cx.out
-                .say("preflight", format!("\t[ERROR {}]: {problem}", o.name));
-            fatal.push(o.name);
+            let note = if !f.ignorable() && !cx.settings.ignore_preflight_errors.is_empty() {
+                " (this check cannot be ignored: the join cannot go on without it)"
+            } else {
+                ""
+            };
+            cx.out.say(
+                "preflight",
+                format!("\t[ERROR {}]: {}{note}", f.name, f.problem),
+            );
+            fatal.push(f);
         }
     }
     if fatal.is_empty() {
         cx.act("All pre-flight checks passed");
         return Ok(());
     }
-    Err(Error::new(
-        ErrorKind::Preflight,
-        format!(
-            "preflight checks failed: {}; fix what each [ERROR] line says, or if you know what you are doing make a check non-fatal with --ignore-preflight-errors={}",
-            fatal.join(", "),
-            fatal.join(",")
-        ),
-    ))
+    Err(failure(&fatal))
 }
 
 fn outcome(name: &str, problem: Option<String>) -> Outcome {
@@ -158,7 +222,14 @@ fn paths_writable(cx: &Ctx) -> Outcome {
                 None => break,
             }
         }
-        if probe.exists() && tempfile::tempfile_in(probe).is_err() {
+        // access(2), not a test file: the check must not change anything (`plan` runs it).
+        if probe.exists()
+            && rustix::fs::access(
+                probe,
+                rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+            )
+            .is_err()
+        {
             problems.push(format!(
                 "{} (nearest existing directory {} is not writable)",
                 d,

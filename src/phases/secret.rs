@@ -271,7 +271,8 @@ async fn ensure_secret(cx: &mut Ctx, admin: &Cluster, token: &BootstrapToken) ->
                 .create_namespaced("secrets", NS_SYSTEM, &desired, redacted_json(&desired))
                 .await?;
             cx.act(format!(
-                "Created Secret {NS_SYSTEM}/{name} (expires in {:?}, groups {})",
+                "{} Secret {NS_SYSTEM}/{name} (expires in {:?}, groups {})",
+                cx.sent("Created", "Would create"),
                 cx.settings.token_ttl,
                 cx.settings.token_groups.join(",")
             ));
@@ -309,7 +310,10 @@ async fn ensure_secret(cx: &mut Ctx, admin: &Cluster, token: &BootstrapToken) ->
                         redacted_json(&updated),
                     )
                     .await?;
-                cx.act(format!("Updated Secret {NS_SYSTEM}/{name} (it was {why})"));
+                cx.act(format!(
+                    "{} Secret {NS_SYSTEM}/{name} (it was {why})",
+                    cx.sent("Updated", "Would update")
+                ));
             }
         },
     }
@@ -350,7 +354,8 @@ async fn ensure_binding(
                 .create_cluster("clusterrolebindings", &b, redacted_json(&b))
                 .await?;
             cx.act(format!(
-                "Created ClusterRoleBinding {name} -> {role} for {}",
+                "{} ClusterRoleBinding {name} -> {role} for {}",
+                cx.sent("Created", "Would create"),
                 groups.join(",")
             ));
         }
@@ -381,7 +386,8 @@ async fn ensure_binding(
                 )
                 .await?;
             cx.act(format!(
-                "Added {} to ClusterRoleBinding {name}",
+                "{} {} to ClusterRoleBinding {name}",
+                cx.sent("Added", "Would add"),
                 missing
                     .iter()
                     .map(|s| s.as_str())
@@ -430,7 +436,8 @@ async fn ensure_cluster_info(cx: &mut Ctx, admin: &Cluster) -> Result<()> {
                 .create_namespaced("configmaps", NS_PUBLIC, &cm, redacted_json(&cm))
                 .await?;
             cx.act(format!(
-                "Created ConfigMap {NS_PUBLIC}/{CLUSTER_INFO} for {}",
+                "{} ConfigMap {NS_PUBLIC}/{CLUSTER_INFO} for {}",
+                cx.sent("Created", "Would create"),
                 access.server
             ));
         }
@@ -458,7 +465,8 @@ async fn ensure_cluster_info(cx: &mut Ctx, admin: &Cluster) -> Result<()> {
             .create_namespaced("roles", NS_PUBLIC, &role, redacted_json(&role))
             .await?;
         cx.act(format!(
-            "Created Role {NS_PUBLIC}/{CLUSTER_INFO_RBAC} (get cluster-info)"
+            "{} Role {NS_PUBLIC}/{CLUSTER_INFO_RBAC} (get cluster-info)",
+            cx.sent("Created", "Would create")
         ));
     }
     if admin
@@ -488,7 +496,8 @@ async fn ensure_cluster_info(cx: &mut Ctx, admin: &Cluster) -> Result<()> {
             .create_namespaced("rolebindings", NS_PUBLIC, &rb, redacted_json(&rb))
             .await?;
         cx.act(format!(
-            "Created RoleBinding {NS_PUBLIC}/{CLUSTER_INFO_RBAC} for system:anonymous"
+            "{} RoleBinding {NS_PUBLIC}/{CLUSTER_INFO_RBAC} for system:anonymous",
+            cx.sent("Created", "Would create")
         ));
     }
     Ok(())

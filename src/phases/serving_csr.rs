@@ -38,14 +38,22 @@ pub async fn check(cx: &mut Ctx) -> Result<Check> {
             p.info.serial
         )));
     }
-    if let PairState::Valid(p) = installed_serving(cx)? {
+    let installed_state = installed_serving(cx)?;
+    if let PairState::Valid(p) = &installed_state {
         return Ok(Check::Done(format!(
             "installed serving certificate verified (valid until {})",
             crate::pki::cert::fmt_unix(p.info.not_after)
         )));
     }
-    Ok(Check::NotDone(match staged_state {
-        PairState::Invalid(why) => format!("the staged serving certificate does not verify: {why}"),
+    // Say why the certificate on disk does not do, not merely that there is none: after a
+    // `--node-ip` change the operator must see that the installed one lacks the new address.
+    Ok(Check::NotDone(match (staged_state, installed_state) {
+        (PairState::Invalid(why), _) => {
+            format!("the staged serving certificate does not verify: {why}")
+        }
+        (_, PairState::Invalid(why)) => {
+            format!("the installed serving certificate {why}; a new one is requested")
+        }
         _ => "no serving certificate yet".into(),
     }))
 }

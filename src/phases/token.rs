@@ -51,8 +51,9 @@ pub async fn run(cx: &mut Ctx) -> Result<()> {
         crate::files::SECRET_FILE_MODE,
     )?;
     cx.set_token(token, TokenOrigin::StateFile);
+    let verb = cx.sent("Stored", "Would store");
     cx.act(format!(
-        "Stored it at {path} (0600) for resumed runs and later phases"
+        "{verb} it at {path} (0600) for resumed runs and later phases"
     ));
     Ok(())
 }

@@ -213,8 +213,9 @@ fn repair_private_files(cx: &mut Ctx) -> Result<()> {
             }
             Exposure::Mode(mode) => {
                 cx.world.repair_mode(&path, SECRET_FILE_MODE)?;
+                let verb = cx.sent("Repaired", "Would repair");
                 cx.act(format!(
-                    "Repaired the mode of {path}: {mode:04o} -> 0600 (it holds private credentials)"
+                    "{verb} the mode of {path}: {mode:04o} -> 0600 (it holds private credentials)"
                 ));
             }
         }
@@ -253,8 +254,9 @@ pub async fn run(cx: &mut Ctx) -> Result<()> {
         for p in ["bootstrap_kubeconfig", "token_file"] {
             let path = cx.layout.path(p).to_string();
             if cx.world.remove(&path)? {
+                let verb = cx.sent("Removed", "Would remove");
                 cx.act(format!(
-                    "Removed {path}: the bootstrap credential is no longer needed"
+                    "{verb} {path}: the bootstrap credential is no longer needed"
                 ));
             }
         }
@@ -267,7 +269,8 @@ pub async fn run(cx: &mut Ctx) -> Result<()> {
     {
         crate::admin::tokens::delete_one(&admin, &id).await?;
         cx.act(format!(
-            "Deleted the token Secret kube-system/bootstrap-token-{id} this join created: the node has its own credentials now (--keep-token keeps it)"
+            "{} the token Secret kube-system/bootstrap-token-{id} this join created: the node has its own credentials now (--keep-token keeps it)",
+            cx.sent("Deleted", "Would delete")
         ));
     }
     Ok(())
@@ -306,8 +309,13 @@ fn install_rotating(cx: &mut Ctx, current_var: &str, prefix: &str, pair: &Pair) 
         SECRET_FILE_MODE,
     )?;
     cx.world.link(&current, &file)?;
+    let (wrote, pointed) = if cx.dry_run() {
+        ("Would write", "point")
+    } else {
+        ("Wrote", "pointed")
+    };
     cx.act(format!(
-        "Wrote {dir}/{file} (0600) and pointed {current} at it"
+        "{wrote} {dir}/{file} (0600) and {pointed} {current} at it"
     ));
     Ok(())
 }
@@ -324,7 +332,8 @@ fn install_kubelet(
         None => {
             cx.world
                 .write(&ca_path, rec.ca.as_bytes(), PUBLIC_FILE_MODE)?;
-            cx.act(format!("Wrote the cluster CA to {ca_path}"));
+            let verb = cx.sent("Wrote", "Would write");
+            cx.act(format!("{verb} the cluster CA to {ca_path}"));
         }
         Some(existing) if existing == rec.ca.as_bytes() => {}
         Some(_) => {
@@ -347,7 +356,8 @@ fn install_kubelet(
         .world
         .write_if_changed(&kubeconfig, text.as_bytes(), SECRET_FILE_MODE)?
     {
-        cx.act(format!("Wrote {kubeconfig} (0600), using {pem_ref}"));
+        let verb = cx.sent("Wrote", "Would write");
+        cx.act(format!("{verb} {kubeconfig} (0600), using {pem_ref}"));
     }
     Ok(())
 }
@@ -371,8 +381,9 @@ fn install_krustlet(
         .world
         .write_if_changed(&kubeconfig, text.as_bytes(), SECRET_FILE_MODE)?
     {
+        let verb = cx.sent("Wrote", "Would write");
         cx.act(format!(
-            "Wrote {kubeconfig} (0600) with the client credentials embedded"
+            "{verb} {kubeconfig} (0600) with the client credentials embedded"
         ));
     }
     let Some(serving) = serving else {
@@ -386,13 +397,15 @@ fn install_krustlet(
         serving.key.pem().expose().as_bytes(),
         SECRET_FILE_MODE,
     )? {
-        cx.act(format!("Wrote {key} (0600)"));
+        let verb = cx.sent("Wrote", "Would write");
+        cx.act(format!("{verb} {key} (0600)"));
     }
     if cx
         .world
         .write_if_changed(&cert, serving.cert_pem.as_bytes(), PUBLIC_FILE_MODE)?
     {
-        cx.act(format!("Wrote {cert}"));
+        let verb = cx.sent("Wrote", "Would write");
+        cx.act(format!("{verb} {cert}"));
     }
     Ok(())
 }

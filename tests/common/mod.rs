@@ -9,6 +9,11 @@ use std::sync::Mutex;
 
 use bootlet::sandbox::{Sandbox, SandboxOptions};
 
+/// A path as a command-line argument.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
 /// The built binary.
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_bootlet"))
@@ -182,6 +187,22 @@ pub fn bootlet_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     record(&c.output().expect("run bootlet"), args, &secrets)
 }
 
+/// Runs bootlet as an operator would, without `-v` (what the default verbosity prints), with
+/// extra environment.
+pub fn bootlet_plain(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut c = Command::new(bin());
+    c.args(args)
+        .env_remove("BOOTLET_TOKEN")
+        .env_remove("KRUSTLET_DATA_DIR")
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let secrets: Vec<&str> = env.iter().map(|(_, v)| *v).collect();
+    record(&c.output().expect("run bootlet"), args, &secrets)
+}
+
 /// Runs bootlet with `stdin`.
 pub fn bootlet_stdin(args: &[&str], stdin: &str) -> Run {
     use std::io::Write;
@@ -213,6 +234,14 @@ pub struct TestSandbox {
 impl TestSandbox {
     pub fn start() -> TestSandbox {
         Self::with(SandboxOptions::default())
+    }
+
+    /// A sandbox that also approves serving CSRs (most node-side tests do not test approval).
+    pub fn auto_serving() -> TestSandbox {
+        Self::with(SandboxOptions {
+            auto_approve_serving: true,
+            ..Default::default()
+        })
     }
 
     pub fn with(options: SandboxOptions) -> TestSandbox {

@@ -56,7 +56,7 @@ fn log(opts: &Options, csr: &CertificateSigningRequest, decision: &Decision) {
     if opts.json {
         let line = json!({"time": crate::engine::journal::now_rfc3339(), "csr": name, "requestor": requestor,
             "decision": verb, "check": check, "message": message, "dry_run": opts.dry_run});
-        println!("{line}");
+        crate::outln!("{line}");
     } else {
         let prefix = if opts.dry_run {
             "[dryrun] would have "
@@ -74,7 +74,7 @@ fn log(opts: &Options, csr: &CertificateSigningRequest, decision: &Decision) {
                 capitalized(verb)
             ),
         };
-        println!("{shown}");
+        crate::outln!("{shown}");
     }
     use std::io::Write;
     let _ = std::io::stdout().flush();
@@ -260,12 +260,12 @@ pub async fn run(cluster: Cluster, opts: Options) -> Result<()> {
                 l.clone(),
                 move |m| {
                     if json {
-                        println!(
+                        crate::outln!(
                             "{}",
                             json!({"time": crate::engine::journal::now_rfc3339(), "leader_election": m})
                         );
                     } else {
-                        println!("[approver] {m}");
+                        crate::outln!("[approver] {m}");
                     }
                 },
             ));
