@@ -106,7 +106,8 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+/// The async runtime every command runs on.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -203,11 +204,13 @@ fn dispatch(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
+        #[cfg(feature = "sandbox")]
         Cmd::Sandbox(args) => {
-            let options = sandbox_options(&args)?;
-            runtime()?.block_on(run_sandbox(args, options))?;
+            let options = crate::sandbox::command::options(&args)?;
+            runtime()?.block_on(crate::sandbox::command::serve(args, options))?;
             Ok(0)
         }
+        #[cfg(feature = "sandbox")]
         Cmd::Demo { out, layout } => {
             let layout = match layout {
                 crate::cli::LayoutArg::Kubelet => crate::files::LayoutKind::Kubelet,
@@ -227,101 +230,6 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
     }
-}
-
-fn sandbox_options(args: &crate::cli::SandboxArgs) -> Result<crate::sandbox::SandboxOptions> {
-    if !(0.0..=1.0).contains(&args.fault_rate) {
-        return Err(Error::usage(format!(
-            "--fault-rate {} must be between 0 and 1",
-            args.fault_rate
-        )));
-    }
-    let latency_ms = match &args.latency {
-        None => (0, 0),
-        Some(l) => {
-            let parse = |s: &str| {
-                s.trim().trim_end_matches("ms").parse::<u64>().map_err(|_| {
-                    Error::usage(format!(
-                        "--latency {l:?}: use MS or MIN-MAX in milliseconds"
-                    ))
-                })
-            };
-            match l.split_once('-') {
-                Some((a, b)) => {
-                    let (a, b) = (parse(a)?, parse(b)?);
-                    if a > b {
-                        return Err(Error::usage(format!("--latency {l:?}: MIN is above MAX")));
-                    }
-                    (a, b)
-                }
-                None => {
-                    let v = parse(l)?;
-                    (v, v)
-                }
-            }
-        }
-    };
-    let ca = match (&args.ca_cert, &args.ca_key) {
-        (Some(c), Some(k)) => Some((
-            std::fs::read_to_string(c).map_err(|e| Error::io("read", c, e))?,
-            std::fs::read_to_string(k).map_err(|e| Error::io("read", k, e))?,
-        )),
-        _ => None,
-    };
-    Ok(crate::sandbox::SandboxOptions {
-        port: args.port,
-        ca,
-        bare: args.bare,
-        auto_approve_serving: args.auto_approve_serving,
-        tamper_cluster_info: args.tamper_cluster_info,
-        fault_rate: args.fault_rate,
-        latency_ms,
-        signing_duration: crate::settings::parse_duration(
-            &args.signing_duration,
-            "--signing-duration",
-        )?,
-        drop_watch_after: args
-            .drop_watch_after
-            .as_deref()
-            .map(|d| crate::settings::parse_duration(d, "--drop-watch-after"))
-            .transpose()?,
-        ..Default::default()
-    })
-}
-
-async fn run_sandbox(
-    args: crate::cli::SandboxArgs,
-    options: crate::sandbox::SandboxOptions,
-) -> Result<()> {
-    let sandbox = crate::sandbox::Sandbox::start(options).await?;
-    sandbox.write_files(&args.dir)?;
-    let pin = crate::pki::pin::Pin::of_cert(sandbox.ca().cert_der())?;
-    crate::outln!("bootlet sandbox is serving {}", sandbox.url());
-    crate::outln!(
-        "  admin kubeconfig: {} (try: kubectl --kubeconfig {} get ns)",
-        args.dir.join("admin.conf").display(),
-        args.dir.join("admin.conf").display()
-    );
-    crate::outln!(
-        "  cluster CA:       {} ({pin})",
-        args.dir.join("ca.crt").display()
-    );
-    crate::outln!(
-        "  join a node:      bootlet join --admin-kubeconfig {} --root /tmp/node",
-        args.dir.join("admin.conf").display()
-    );
-    crate::outln!("Press Ctrl-C to stop.");
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| Error::internal(format!("cannot listen for SIGTERM: {e}")))?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    sandbox.shutdown().await;
-    crate::outln!("bootlet sandbox stopped");
-    Ok(())
 }
 
 /// `bootlet token …`.

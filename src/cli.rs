@@ -160,11 +160,13 @@ Checks: signer; requestor system:node:<name>; CN = requestor, O = system:nodes; 
   bootlet sandbox --dir /tmp/sb --port 6443 --auto-approve-serving
   bootlet sandbox --dir /tmp/sb --signing-duration 2m    # short-lived certificates, to watch renew work
   bootlet sandbox --dir /tmp/sb --fault-rate 0.3 --latency 50-200 --drop-watch-after 3s")]
+    #[cfg(feature = "sandbox")]
     Sandbox(SandboxArgs),
     /// Run the whole join flow (admin side, then node side) against an in-process sandbox.
     #[command(after_help = "Examples:
   bootlet demo
   bootlet demo --out /tmp/bootlet-demo --layout krustlet")]
+    #[cfg(feature = "sandbox")]
     Demo {
         /// Where to keep the sandbox files and the node's root [default: a new temporary directory].
         #[arg(long, value_name = "DIR")]

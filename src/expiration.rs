@@ -11,9 +11,11 @@ use crate::engine::world::World;
 use crate::error::{Error, ErrorKind, Result};
 use crate::files::Layout;
 use crate::output::Output;
-use crate::phases::common::{
-    CertKind, ClusterRecord, PairState, installed_certificate, installed_client, installed_serving,
+use crate::phases::cluster_record::ClusterRecord;
+use crate::phases::credentials::{
+    PairState, installed_certificate, installed_client, installed_serving,
 };
+use crate::phases::node_identity::CertKind;
 use crate::pki::cert::{CertInfo, fmt_unix, now_unix};
 use crate::settings::{OutputFormat, Settings};
 

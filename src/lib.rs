@@ -15,6 +15,7 @@ pub mod app;
 pub mod cli;
 pub mod cli_docs;
 pub mod cluster;
+#[cfg(feature = "sandbox")]
 pub mod demo;
 pub mod docs;
 pub mod engine;
@@ -25,6 +26,7 @@ pub mod kubeconfig;
 pub mod output;
 pub mod phases;
 pub mod pki;
+#[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod secret;
 pub mod settings;

@@ -11,7 +11,6 @@ use std::time::Duration;
 use bootlet::sandbox::SandboxOptions;
 use common::*;
 
-
 /// Checks a kubelet-layout node: files, modes, certificates (key match, CA chain with openssl,
 /// CN/O/SANs/usages), bootstrap credential gone, kubectl reaches the sandbox as the node.
 fn assert_kubelet_node(sb: &TestSandbox, root: &Path, node: &str) {

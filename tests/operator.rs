@@ -13,7 +13,6 @@ use common::*;
 const PIN_OF_NOTHING: &str =
     "sha256:0000000000000000000000000000000000000000000000000000000000000000";
 
-
 /// A bootstrap kubeconfig for `token` whose server refuses connections.
 fn unreachable_bootstrap(dir: &Path, token: &str) -> std::path::PathBuf {
     let sb = TestSandbox::start();

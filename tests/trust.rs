@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use common::*;
 
-
 fn one_error_line(run: &Run) -> String {
     let lines: Vec<&str> = run
         .stderr

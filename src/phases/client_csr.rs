@@ -5,10 +5,10 @@
 //! same work runs as the node itself when the certificate is due (see [`super::renewal`]).
 
 use super::Check;
-use super::common::{
-    CertKind, ClusterRecord, Identity, PairState, installed_client, node_user, obtain_certificate,
-    staged, trusted_cas,
-};
+use super::certificate_request::obtain_certificate;
+use super::cluster_record::{ClusterRecord, trusted_cas};
+use super::credentials::{PairState, installed_client, staged};
+use super::node_identity::{CertKind, Identity, node_user};
 use crate::engine::Ctx;
 use crate::error::Result;
 use crate::kubeconfig::Credentials;

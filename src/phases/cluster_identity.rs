@@ -3,7 +3,8 @@
 //! `kubelet.conf` exists (preflight `FileAvailable--etc-kubernetes-kubelet.conf`); bootlet keeps
 //! resuming and re-running the same join, but refuses another cluster by name.
 
-use super::common::{ClusterRecord, installed_kubeconfig};
+use super::cluster_record::ClusterRecord;
+use super::credentials::installed_kubeconfig;
 use crate::engine::Ctx;
 use crate::error::{Error, Result};
 use crate::pki::pin::{Pin, check_any};

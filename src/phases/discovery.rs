@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use super::Check;
-use super::common::ClusterRecord;
+use super::cluster_record::ClusterRecord;
 use crate::engine::Ctx;
 use crate::error::{Error, ErrorKind, Result};
 use crate::kubeconfig::{ClusterAccess, Credentials};

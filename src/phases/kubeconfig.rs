@@ -4,7 +4,7 @@
 //! copy does not depend on files next to the original).
 
 use super::Check;
-use super::common::ClusterRecord;
+use super::cluster_record::ClusterRecord;
 use crate::engine::Ctx;
 use crate::error::{Error, Result};
 use crate::kubeconfig::{Credentials, UserSpec, render_bootstrap, render_user};

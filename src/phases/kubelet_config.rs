@@ -11,7 +11,7 @@
 //! falling back to a self-signed one).
 
 use super::Check;
-use super::common::{PairState, installed_client, installed_serving};
+use super::credentials::{PairState, installed_client, installed_serving};
 use crate::engine::Ctx;
 use crate::error::{Error, Result};
 use crate::files::LayoutKind;

@@ -1,15 +1,19 @@
 //! One module per phase, named as in `phases/<workflow>/*.toml`; a phase several workflows share
 //! (client-csr, serving-csr, write-files in join and renew) is one implementation. Each has a
 //! `check` (is my job already done in the world?) and a `run`. The registry below is matched
-//! against every workflow's manifests by a test.
+//! against every workflow's manifests by a test. What several phases share lives in modules named for it:
+//! `cluster_record`, `node_identity`, `credentials`, `certificate_request`, `cluster_identity`, `renewal`.
 
+pub mod certificate_request;
 pub mod cleanup_node;
 pub mod client_csr;
 pub mod cluster_identity;
-pub mod common;
+pub mod cluster_record;
+pub mod credentials;
 pub mod discovery;
 pub mod kubeconfig;
 pub mod kubelet_config;
+pub mod node_identity;
 pub mod preflight;
 pub mod renewal;
 pub mod secret;

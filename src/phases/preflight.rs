@@ -4,7 +4,8 @@
 //! join wrote is expected, only foreign or contradictory files are errors.
 
 use super::Check;
-use super::common::{ClusterRecord, PairState, installed_client};
+use super::cluster_record::ClusterRecord;
+use super::credentials::{PairState, installed_client};
 use crate::engine::Ctx;
 use crate::error::{Error, ErrorKind, Result};
 

@@ -4,9 +4,9 @@
 //! the bootstrap kubeconfig only when that has expired, as the kubelet falls back).
 
 use super::Check;
-use super::common::{
-    CertKind, ClusterRecord, PairState, installed_client, installed_serving, node_access,
-};
+use super::cluster_record::ClusterRecord;
+use super::credentials::{PairState, installed_client, installed_serving, node_access};
+use super::node_identity::CertKind;
 use crate::engine::Ctx;
 use crate::error::{Error, ErrorKind, Result};
 use crate::kubeconfig::ClusterAccess;

@@ -8,10 +8,10 @@
 use std::net::IpAddr;
 
 use super::Check;
-use super::common::{
-    CertKind, ClusterRecord, Identity, PairState, installed_serving, node_access, node_client_pair,
-    node_user, obtain_certificate, staged, trusted_cas,
-};
+use super::certificate_request::obtain_certificate;
+use super::cluster_record::{ClusterRecord, trusted_cas};
+use super::credentials::{PairState, installed_serving, node_access, node_client_pair, staged};
+use super::node_identity::{CertKind, Identity, node_user};
 use crate::engine::Ctx;
 use crate::error::{Error, Result};
 

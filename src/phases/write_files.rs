@@ -13,10 +13,9 @@
 //! fallback a join kept on purpose) and the CA file alone.
 
 use super::Check;
-use super::common::{
-    CertKind, ClusterRecord, Identity, Pair, PairState, installed_client, installed_serving,
-    node_user, staged, trusted_cas,
-};
+use super::cluster_record::{ClusterRecord, trusted_cas};
+use super::credentials::{Pair, PairState, installed_client, installed_serving, staged};
+use super::node_identity::{CertKind, Identity, node_user};
 use crate::engine::Ctx;
 use crate::error::{Error, Result};
 use crate::files::{LayoutKind, PUBLIC_FILE_MODE, SECRET_FILE_MODE};
@@ -43,7 +42,7 @@ pub async fn check(cx: &mut Ctx) -> Result<Check> {
         )),
     }
     if let Some(rec) = ClusterRecord::load(cx)? {
-        match crate::phases::common::installed_kubeconfig(cx) {
+        match crate::phases::credentials::installed_kubeconfig(cx) {
             Some(kc) if kc.server == rec.server => {}
             Some(_) => missing.push("the node kubeconfig names another server".into()),
             None => missing.push("no valid node kubeconfig".into()),

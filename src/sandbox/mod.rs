@@ -5,6 +5,7 @@
 //! not a Kubernetes.
 
 pub mod authn;
+pub mod command;
 pub mod controllers;
 pub mod core;
 pub mod csrs;
