@@ -1,0 +1,163 @@
+//! Reading in a world: the dry-run directory before the real root, and bootlet's state files only
+//! when the journal vouches for them (regular file, the running user's, private when secret, the
+//! recorded content); anything else is named as planted or changed outside bootlet.
+
+use std::path::{Path, PathBuf};
+
+use super::World;
+use crate::error::{Error, Result};
+use crate::files;
+use crate::files::confined::{self, Meta};
+
+impl World {
+    /// Which root holds `inside` in this world (the dry-run directory first), if any.
+    pub(super) fn root_holding(&self, inside: &str) -> Option<&Path> {
+        if let Some(d) = &self.dry_dir {
+            if self.dry_removed.contains(inside) {
+                return None;
+            }
+            if files::host_path(d, inside).symlink_metadata().is_ok() {
+                return Some(d);
+            }
+        }
+        let root = self.layout.root();
+        files::host_path(root, inside)
+            .symlink_metadata()
+            .is_ok()
+            .then_some(root)
+    }
+
+    /// Where `inside` is read from, or `None` if it does not exist in this world.
+    pub fn read_host_path(&self, inside: &str) -> Option<PathBuf> {
+        self.root_holding(inside)
+            .map(|root| files::host_path(root, inside))
+    }
+
+    /// Reads `inside`, `None` if absent. A state file is returned only when the journal vouches
+    /// for it (see the module comment); other files are read following links.
+    pub fn read(&self, inside: &str) -> Result<Option<Vec<u8>>> {
+        if let Some(c) = self.deferred_content.get(inside) {
+            return Ok(Some(c.clone()));
+        }
+        if self.layout.is_tracked_state(inside) {
+            return self.read_state(inside);
+        }
+        match self.read_host_path(inside) {
+            Some(p) => files::read_optional(&p),
+            None => Ok(None),
+        }
+    }
+
+    fn read_state(&self, inside: &str) -> Result<Option<Vec<u8>>> {
+        let Some(root) = self.root_holding(inside) else {
+            return Ok(None);
+        };
+        let Some((bytes, meta)) = files::blocking(|| confined::read_nofollow(root, inside))? else {
+            return Ok(None);
+        };
+        let why = self.distrust(inside, &bytes, &meta);
+        match why {
+            None => Ok(Some(bytes)),
+            Some(why) => Err(Error::conflict(format!(
+                "planted or changed outside bootlet: {} ({why}); remove it to start over",
+                files::host_path(root, inside).display()
+            ))),
+        }
+    }
+
+    /// Why the state file `inside` cannot be bootlet's own, or `None` when it is.
+    fn distrust(&self, inside: &str, bytes: &[u8], meta: &Meta) -> Option<String> {
+        if meta.is_symlink {
+            return Some("it is a symbolic link, not a file bootlet wrote".into());
+        }
+        if !meta.is_file {
+            return Some("it is not a regular file".into());
+        }
+        if meta.uid != confined::euid() {
+            return Some(format!(
+                "owned by uid {}, not by the running user (uid {})",
+                meta.uid,
+                confined::euid()
+            ));
+        }
+        if self.layout.is_secret_state(inside) && meta.mode & 0o077 != 0 {
+            return Some(format!(
+                "it holds a secret but its mode {:04o} lets group or others read it",
+                meta.mode
+            ));
+        }
+        let sha = crate::pki::sha256_hex(bytes);
+        match self.journal.files.get(inside) {
+            None => Some("the journal does not record it".into()),
+            Some(e) if !e.vouches_for(&sha) => Some(format!(
+                "its content (sha256 {}…) is not what bootlet wrote (sha256 {}…)",
+                &sha[..12],
+                &e.sha256[..e.sha256.len().min(12)]
+            )),
+            Some(_) => None,
+        }
+    }
+
+    /// Reads the journal file itself: a regular file owned by the running user and private, or
+    /// an error saying why not. `None` when there is none.
+    pub fn read_journal_text(&self) -> Result<Option<(String, String)>> {
+        let inside = self.layout.path("journal");
+        let Some(root) = self.root_holding(inside) else {
+            return Ok(None);
+        };
+        let shown = files::host_path(root, inside).display().to_string();
+        let Some((bytes, meta)) = confined::read_nofollow(root, inside)? else {
+            return Ok(None);
+        };
+        let why = if meta.is_symlink {
+            Some("it is a symbolic link".to_string())
+        } else if !meta.is_file {
+            Some("it is not a regular file".into())
+        } else if meta.uid != confined::euid() {
+            Some(format!(
+                "owned by uid {}, not by the running user (uid {})",
+                meta.uid,
+                confined::euid()
+            ))
+        } else if meta.mode & 0o077 != 0 {
+            Some(format!("mode {:04o} is not private", meta.mode))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(Error::conflict(format!(
+                "planted or changed outside bootlet: {shown} ({why}); remove it to start over"
+            )));
+        }
+        Ok(Some((String::from_utf8_lossy(&bytes).into_owned(), shown)))
+    }
+
+    /// Reads `inside` as UTF-8 text; non-UTF-8 content counts as invalid input.
+    pub fn read_string(&self, inside: &str) -> Result<Option<String>> {
+        match self.read(inside)? {
+            Some(b) => String::from_utf8(b)
+                .map(Some)
+                .map_err(|_| Error::invalid(format!("{inside} is not text"))),
+            None => Ok(None),
+        }
+    }
+
+    /// The target of the symlink `inside`, if it is one.
+    pub fn read_link(&self, inside: &str) -> Option<String> {
+        let p = self.read_host_path(inside)?;
+        std::fs::read_link(p)
+            .ok()
+            .map(|t| t.to_string_lossy().into_owned())
+    }
+
+    /// Whether `inside` exists (as anything).
+    pub fn exists(&self, inside: &str) -> bool {
+        self.deferred_content.contains_key(inside) || self.read_host_path(inside).is_some()
+    }
+
+    /// Mode and owner of `inside` (following a link at its end), if it exists.
+    pub fn mode_and_owner(&self, inside: &str) -> Option<(u32, u32)> {
+        let p = self.read_host_path(inside)?;
+        Some((files::mode_of(&p)?, files::owner_of(&p)?))
+    }
+}
