@@ -362,25 +362,10 @@ pub fn id_of(arg: &str) -> Result<String> {
 /// Deletes the Secrets of `ids`; when some do not exist, nothing is deleted and the error names
 /// them.
 pub async fn delete(admin: &Cluster, ids: &[String]) -> Result<()> {
-    let api = secrets(admin);
     let mut missing = Vec::new();
     for id in ids {
         let name = format!("bootstrap-token-{id}");
-        let found = admin
-            .read(
-                Cluster::req(
-                    "get",
-                    "secrets",
-                    "GET",
-                    format!("{}/{name}", api.resource_url()),
-                    None,
-                ),
-                || {
-                    let (api, name) = (api.clone(), name.clone());
-                    async move { api.get_opt(&name).await }
-                },
-            )
-            .await?;
+        let found = admin.get_secret(NAMESPACE, &name).await?;
         if found.is_none_or(|s| s.type_.as_deref() != Some(SECRET_TYPE)) {
             missing.push(id.clone());
         }

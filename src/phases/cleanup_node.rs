@@ -22,19 +22,6 @@ fn recorded_present(cx: &Ctx) -> Vec<(String, FileEntry)> {
         .collect()
 }
 
-/// Whether `path` still holds what the ledger says bootlet wrote there.
-fn unchanged(cx: &Ctx, path: &str, entry: &FileEntry) -> bool {
-    match &entry.link {
-        Some(target) => cx.world.read_link(path).as_deref() == Some(target.as_str()),
-        None => cx
-            .world
-            .read(path)
-            .ok()
-            .flatten()
-            .is_some_and(|b| entry.vouches_for(&crate::pki::sha256_hex(&b))),
-    }
-}
-
 /// Done when nothing the journal records is left and there is no state directory.
 pub async fn check(cx: &mut Ctx) -> Result<Check> {
     let present = recorded_present(cx);
@@ -59,8 +46,8 @@ pub async fn run(cx: &mut Ctx) -> Result<()> {
     // Links before the files they point at, so that no link is ever left dangling.
     let mut present = recorded_present(cx);
     present.sort_by_key(|(p, e)| (e.link.is_none(), p.clone()));
-    for (path, entry) in present {
-        if unchanged(cx, &path, &entry) {
+    for (path, _) in present {
+        if cx.world.holds_what_bootlet_wrote(&path) {
             cx.world.remove(&path)?;
             cx.act(format!("{verb} {path}"));
         } else {

@@ -138,18 +138,9 @@ fn expected(cx: &Ctx) -> Result<Expected> {
 
 /// Why the file at `path` is not bootlet's to replace, if it is not: it exists and the journal
 /// does not record bootlet writing what it holds (an operator's own kubelet configuration).
-fn foreign(cx: &Ctx, path: &str) -> Result<Option<String>> {
-    let Some(bytes) = cx.world.read(path)? else {
-        return Ok(None);
-    };
-    let sha = crate::pki::sha256_hex(&bytes);
-    let ours = cx
-        .world
-        .journal
-        .files
-        .get(path)
-        .is_some_and(|e| e.link.is_none() && e.vouches_for(&sha));
-    Ok((!ours).then(|| format!("{path} exists and bootlet did not write it")))
+fn foreign(cx: &Ctx, path: &str) -> Option<String> {
+    (cx.world.exists(path) && !cx.world.holds_what_bootlet_wrote(path))
+        .then(|| format!("{path} exists and bootlet did not write it"))
 }
 
 fn holds(cx: &Ctx, path: &str, want: &str) -> Result<bool> {
@@ -210,7 +201,7 @@ pub async fn run(cx: &mut Ctx) -> Result<()> {
     let config = cx.layout.path("kubelet_config").to_string();
     let flags = cx.layout.path("kubelet_flags").to_string();
     for path in [&config, &flags] {
-        if let Some(why) = foreign(cx, path)? {
+        if let Some(why) = foreign(cx, path) {
             return Err(Error::conflict(format!(
                 "{why}; bootlet does not replace a kubelet configuration it did not write: move it away, or keep it with --skip-phases kubelet-config"
             )));

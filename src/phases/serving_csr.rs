@@ -105,21 +105,8 @@ async fn approve_own(
 ) -> Result<()> {
     use crate::admin::approver::{self, policy};
     use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
-    let api: kube::Api<CertificateSigningRequest> = kube::Api::all(admin.client().clone());
-    let csr = admin
-        .read(
-            crate::cluster::Cluster::req(
-                "get",
-                "certificatesigningrequests",
-                "GET",
-                format!("{}/{name}", api.resource_url()),
-                None,
-            ),
-            || {
-                let (api, name) = (api.clone(), name.to_string());
-                async move { api.get_opt(&name).await }
-            },
-        )
+    let csr: Option<CertificateSigningRequest> = admin
+        .get_cluster("certificatesigningrequests", name)
         .await?;
     // A dry-run with no cluster: nothing to approve.
     let Some(csr) = csr else { return Ok(()) };

@@ -89,22 +89,7 @@ fn capitalized(s: &str) -> String {
 
 /// The Node a serving CSR is for, or `None` when it does not exist.
 async fn get_node(cluster: &Cluster, name: &str) -> Result<Option<Node>> {
-    let api: Api<Node> = Api::all(cluster.client().clone());
-    cluster
-        .read(
-            Cluster::req(
-                "get",
-                "nodes",
-                "GET",
-                format!("{}/{name}", api.resource_url()),
-                None,
-            ),
-            || {
-                let (api, name) = (api.clone(), name.to_string());
-                async move { api.get_opt(&name).await }
-            },
-        )
-        .await
+    cluster.get_cluster("nodes", name).await
 }
 
 /// The full decision for `csr`: its own checks, then its Node's addresses.

@@ -160,4 +160,20 @@ impl World {
         let p = self.read_host_path(inside)?;
         Some((files::mode_of(&p)?, files::owner_of(&p)?))
     }
+
+    /// Whether `inside` still holds what the journal records bootlet wrote there (the same content,
+    /// or for a link the same target): what reset may remove and a phase may replace.
+    pub fn holds_what_bootlet_wrote(&self, inside: &str) -> bool {
+        let Some(entry) = self.journal.files.get(inside) else {
+            return false;
+        };
+        match &entry.link {
+            Some(target) => self.read_link(inside).as_deref() == Some(target.as_str()),
+            None => self
+                .read(inside)
+                .ok()
+                .flatten()
+                .is_some_and(|b| entry.vouches_for(&crate::pki::sha256_hex(&b))),
+        }
+    }
 }
