@@ -9,7 +9,6 @@ use crate::engine::graph::PhaseGraph;
 use crate::engine::journal::Journal;
 use crate::engine::world::World;
 use crate::error::{Error, ErrorKind, Result};
-use crate::files::Layout;
 use crate::output::Output;
 use crate::phases::cluster_record::ClusterRecord;
 use crate::phases::credentials::{
@@ -55,12 +54,7 @@ fn subject(info: &CertInfo) -> String {
 
 /// A read-only view of the node (no lock, no writes).
 fn node_view(settings: &Settings) -> Result<Ctx> {
-    let layout = Layout::new(
-        settings.layout,
-        settings.root.clone(),
-        &settings.krustlet_data_dir,
-        settings.state_dir.as_deref(),
-    )?;
+    let layout = settings.file_layout()?;
     let mut settings = settings.clone();
     let probe = World::new(
         layout.clone(),

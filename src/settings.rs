@@ -314,6 +314,16 @@ fn refuse_misplaced_tokens(o: &Options) -> Result<()> {
 }
 
 impl Settings {
+    /// The file layout these settings name (layout kind, root, Krustlet data and state dirs).
+    pub fn file_layout(&self) -> Result<crate::files::Layout> {
+        crate::files::Layout::new(
+            self.layout,
+            self.root.clone(),
+            &self.krustlet_data_dir,
+            self.state_dir.as_deref(),
+        )
+    }
+
     /// Resolves options into settings. `env_token` is `BOOTLET_TOKEN` (passed in so tests need not
     /// touch the process environment).
     pub fn resolve(o: Options, env_token: Option<String>) -> Result<Settings> {

@@ -18,7 +18,6 @@ use super::journal::Journal;
 use super::report::Report;
 use super::world::World;
 use crate::error::{Error, Result};
-use crate::files::Layout;
 use crate::output::Output;
 use crate::phases::{self, Check};
 use crate::settings::Settings;
@@ -126,12 +125,7 @@ async fn run(
         return Err(graph.unknown(p));
     }
     let mut settings = settings;
-    let layout = Layout::new(
-        settings.layout,
-        settings.root.clone(),
-        &settings.krustlet_data_dir,
-        settings.state_dir.as_deref(),
-    )?;
+    let layout = settings.file_layout()?;
     // Everything local is read and checked before anything is written: bad input leaves no
     // trace under the root (nor a dry-run directory behind). Confinement comes first, so that
     // nothing (not even the journal) is read through a planted link.
