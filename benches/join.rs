@@ -11,7 +11,12 @@
 //!   idle CPU of each (the controllers are event-driven: stored objects cost nothing at rest);
 //! - `storm`: N nodes (distinct names and keys) joining one sandbox concurrently from one process;
 //! - `dryrun`: an offline `--dry-run` of the whole flow;
-//! - `profile`: where a node-side join's time goes;
+//! - `profile`: where a node-side join's time goes, phase by phase, and its syncs;
+//! - `floor`: the physical floor of a node-side join measured in the same run (two key generations,
+//!   two TLS handshakes with a first request, two more requests, six atomic 1 KiB writes) and
+//!   bootlet's ratio to it, in-process and as a process;
+//! - `startup`: what a run costs before and around its phases (settings, lock, graph, plan): a
+//!   `join` of a node that is already joined, in-process and as a process, next to `--version`;
 //! - `binary`: the release binary's size and one `join`'s peak RSS (runs target/release/bootlet).
 
 use std::path::{Path, PathBuf};
@@ -366,45 +371,8 @@ fn dryrun(n: usize) {
     report("offline dry-run (whole flow)", times);
 }
 
-/// Where a node-side join's time goes: the pieces timed on their own, then the join by phase.
+/// Where a node-side join's time goes, phase by phase (the pieces' floor is `floor`).
 fn profile(b: &Bench, n: usize) {
-    let t = Instant::now();
-    for _ in 0..n {
-        bootlet::pki::keys::PrivateKey::generate().unwrap();
-    }
-    let keygen = t.elapsed() / n as u32;
-    let dir = scratch();
-    let t = Instant::now();
-    for i in 0..n {
-        bootlet::files::write_atomic(&dir.path().join(format!("f{}", i % 4)), &[0u8; 1024], 0o600)
-            .unwrap();
-    }
-    let atomic_write = t.elapsed() / n as u32;
-    let admin =
-        bootlet::kubeconfig::parse(b.sandbox.admin_kubeconfig().expose(), dir.path(), "admin")
-            .unwrap();
-    let (handshake, request) = b.rt.block_on(async {
-        let mut first = Duration::ZERO;
-        let mut again = Duration::ZERO;
-        for _ in 0..n {
-            let client = bootlet::cluster::kube_client(&admin).unwrap();
-            let t = Instant::now();
-            client.apiserver_version().await.unwrap();
-            first += t.elapsed();
-            let t = Instant::now();
-            client.apiserver_version().await.unwrap();
-            again += t.elapsed();
-        }
-        (first / n as u32, again / n as u32)
-    });
-    println!(
-        "{:<28} key generation {:.3} ms, atomic write+fsync {:.3} ms, TLS connect+first request {:.3} ms, request on an open connection {:.3} ms",
-        "profile: pieces",
-        keygen.as_secs_f64() * 1e3,
-        atomic_write.as_secs_f64() * 1e3,
-        handshake.as_secs_f64() * 1e3,
-        request.as_secs_f64() * 1e3
-    );
     let roots = scratch();
     let bootstrap = b.bootstrap();
     let mut by_phase: std::collections::BTreeMap<String, Vec<Duration>> = Default::default();
@@ -416,6 +384,16 @@ fn profile(b: &Bench, n: usize) {
             &bootstrap,
         ));
         let outcome = b.rt.block_on(execute(Command::join(), s, Output::quiet()));
+        by_phase
+            .entry("(outside phases)".into())
+            .or_default()
+            .push(Duration::from_secs_f64(
+                outcome.report.outside_phases_ms / 1e3,
+            ));
+        by_phase
+            .entry("(total)".into())
+            .or_default()
+            .push(Duration::from_secs_f64(outcome.report.total_ms / 1e3));
         for p in outcome.report.phases {
             by_phase
                 .entry(p.name)
@@ -425,7 +403,7 @@ fn profile(b: &Bench, n: usize) {
     }
     let syncs = bootlet::files::SYNCS.load(std::sync::atomic::Ordering::Relaxed) - syncs_before;
     println!(
-        "{:<28} {:.1} fsyncs (files and directories) per node-side join",
+        "{:<28} {:.1} syncs (fsync and syncfs) per node-side join",
         "profile: syncs",
         syncs as f64 / n as f64
     );
@@ -437,6 +415,201 @@ fn profile(b: &Bench, n: usize) {
             percentile(&times, 0.5).as_secs_f64() * 1e3
         );
     }
+}
+
+fn release_binary() -> Option<PathBuf> {
+    let exe = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/target/release/bootlet"
+    ));
+    exe.exists().then_some(exe)
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    percentile(&times, 0.5)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Wall time of `exe args`, which must succeed.
+fn time_process(exe: &Path, args: &[&str]) -> Duration {
+    let t = Instant::now();
+    let out = std::process::Command::new(exe)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let d = t.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    d
+}
+
+/// A node-side `bootlet join` process, fresh root and node name.
+fn process_join(exe: &Path, root: &Path, node: &str, bootstrap: &Path) -> Duration {
+    time_process(
+        exe,
+        &[
+            "join",
+            "--root",
+            root.to_str().unwrap(),
+            "--node-name",
+            node,
+            "--bootstrap-kubeconfig",
+            bootstrap.to_str().unwrap(),
+            "--node-ip",
+            "10.0.0.1",
+        ],
+    )
+}
+
+/// The pieces a node-side join cannot avoid, each measured here, and bootlet against their sum.
+fn floor(b: &Bench, n: usize) {
+    let keygen = median(
+        (0..n)
+            .map(|_| {
+                let t = Instant::now();
+                bootlet::pki::keys::PrivateKey::generate().unwrap();
+                t.elapsed()
+            })
+            .collect(),
+    );
+    let dir = scratch();
+    let write = median(
+        (0..n)
+            .map(|i| {
+                let p = dir.path().join(format!("f{}", i % 6));
+                let t = Instant::now();
+                bootlet::files::write_atomic(&p, &[0u8; 1024], 0o600).unwrap();
+                t.elapsed()
+            })
+            .collect(),
+    );
+    let node_access = {
+        let roots = scratch();
+        let root = roots.path().join("floor");
+        b.rt.block_on(join(node_options(&root, "floor-node", &b.bootstrap())));
+        let conf = root.join("etc/kubernetes/kubelet.conf");
+        bootlet::kubeconfig::load(&conf, "kubelet.conf").unwrap()
+    };
+    let (handshake, request): (Vec<Duration>, Vec<Duration>) = (0..n)
+        .map(|_| {
+            b.rt.block_on(async {
+                let client = bootlet::cluster::kube_client(&node_access).unwrap();
+                let t = Instant::now();
+                client.apiserver_version().await.unwrap();
+                let first = t.elapsed();
+                let t = Instant::now();
+                client.apiserver_version().await.unwrap();
+                (first, t.elapsed())
+            })
+        })
+        .unzip();
+    let (handshake, request) = (median(handshake), median(request));
+    let sum = 2 * keygen + 2 * handshake + 2 * request + 6 * write;
+    println!(
+        "{:<28} key generation {:.3} ms, TLS handshake (client certificate) + first request {:.3} ms, request on an open connection {:.3} ms, atomic 1 KiB write (fsync file and directory) {:.3} ms",
+        "floor: pieces",
+        ms(keygen),
+        ms(handshake),
+        ms(request),
+        ms(write)
+    );
+    println!(
+        "{:<28} 2 keys + 2 handshakes + 2 more requests + 6 atomic writes = {:.2} ms",
+        "floor: sum",
+        ms(sum)
+    );
+    let roots = scratch();
+    let bootstrap = b.bootstrap();
+    let inproc = median(
+        (0..n)
+            .map(|i| {
+                b.rt.block_on(join(node_options(
+                    &roots.path().join(format!("i{i}")),
+                    &format!("floor-i{i}"),
+                    &bootstrap,
+                )))
+            })
+            .collect(),
+    );
+    println!(
+        "{:<28} median {:.2} ms = {:.2}x the floor",
+        "floor: join in-process",
+        ms(inproc),
+        inproc.as_secs_f64() / sum.as_secs_f64()
+    );
+    let Some(exe) = release_binary() else {
+        println!("floor: as a process: build it first with `cargo build --release`");
+        return;
+    };
+    let version = median((0..n).map(|_| time_process(&exe, &["--version"])).collect());
+    let process = median(
+        (0..n)
+            .map(|i| {
+                process_join(
+                    &exe,
+                    &roots.path().join(format!("p{i}")),
+                    &format!("floor-p{i}"),
+                    &bootstrap,
+                )
+            })
+            .collect(),
+    );
+    println!(
+        "{:<28} median {:.2} ms = {:.2}x the floor (+ a process start: `bootlet --version` takes {:.2} ms, {:.2}x with it)",
+        "floor: join as a process",
+        ms(process),
+        process.as_secs_f64() / sum.as_secs_f64(),
+        ms(version),
+        process.as_secs_f64() / (sum + version).as_secs_f64()
+    );
+}
+
+/// What a run costs around its phases: a join of a node that is already joined does settings,
+/// lock, graph and plan (every phase checked, none run) and nothing else.
+fn startup(b: &Bench, n: usize) {
+    let roots = scratch();
+    let root = roots.path().join("joined");
+    let bootstrap = b.bootstrap();
+    b.rt.block_on(join(node_options(&root, "startup-node", &bootstrap)));
+    let again = || Options {
+        root: Some(root.clone()),
+        ..Default::default()
+    };
+    let times: Vec<Duration> = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            let s = settings(again());
+            let outcome = b.rt.block_on(execute(Command::join(), s, Output::quiet()));
+            assert!(outcome.error.is_none(), "{:?}", outcome.error);
+            assert!(outcome.report.phases.iter().all(|p| p.status != "ran"));
+            t.elapsed()
+        })
+        .collect();
+    report("settings+lock+graph+plan", times);
+    let Some(exe) = release_binary() else {
+        return;
+    };
+    let r = root.to_str().unwrap();
+    let version = median((0..n).map(|_| time_process(&exe, &["--version"])).collect());
+    let rerun = median(
+        (0..n)
+            .map(|_| time_process(&exe, &["join", "--root", r]))
+            .collect(),
+    );
+    println!(
+        "{:<28} `bootlet --version` {:.2} ms, `bootlet join` of a joined node {:.2} ms (as processes, medians)",
+        "startup: processes",
+        ms(version),
+        ms(rerun)
+    );
 }
 
 /// The release binary's size and one `join`'s peak RSS (node side, against the sandbox).
@@ -538,6 +711,12 @@ fn main() {
     }
     if want("binary") {
         binary(&b);
+    }
+    if want("floor") {
+        floor(&b, n);
+    }
+    if want("startup") {
+        startup(&b, n);
     }
     if want("storm") {
         let fresh = Bench::new();

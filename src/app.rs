@@ -6,13 +6,14 @@ use clap::FromArgMatches;
 
 use crate::cli::{CertsCmd, Cli, Cmd, GraphFormat};
 use crate::engine::graph::{PhaseGraph, workflow_names};
-use crate::engine::{Command, execute};
+use crate::engine::{Command, execute_since};
 use crate::error::{Error, Result};
 use crate::output::Output;
 use crate::settings::{Options, OutputFormat, Settings};
 
 /// Runs bootlet with `args` and returns the exit code.
 pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
+    crate::engine::report::mark_command_start();
     forbid_core_dumps();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args: Vec<OsString> = args.into_iter().collect();
@@ -98,18 +99,38 @@ fn init_logging(verbose: u8) {
         1 => "bootlet=debug,kube=info,warn",
         _ => "bootlet=trace,kube=debug,info",
     };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_ansi(colour_wanted())
-        .with_target(false)
+    // A fixed target filter, not `EnvFilter`: the levels are bootlet's own, and `EnvFilter` would
+    // bring a regex engine into every binary and compile it at every start (docs/performance.md).
+    let Ok(targets) = filter.parse::<tracing_subscriber::filter::Targets>() else {
+        return;
+    };
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(colour_wanted())
+                .with_target(false),
+        )
+        .with(targets)
         .try_init();
 }
 
-/// The async runtime every command runs on.
+/// The async runtime of the commands that serve (the sandbox, the demo's in-process control plane):
+/// two workers, so that a slow request does not hold up the others.
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::internal(format!("cannot start the async runtime: {e}")))
+}
+
+/// The async runtime of a node-side or admin command: one thread. A join waits on one request at
+/// a time, so worker threads would only cost their start-up (docs/performance.md).
+pub(crate) fn client_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::internal(format!("cannot start the async runtime: {e}")))
@@ -155,7 +176,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             let mut settings = settings_from(args.node.config.as_deref(), args.to_options())?;
             settings.force = args.force;
             if args.watch {
-                runtime()?.block_on(crate::watch::run(settings))?;
+                client_runtime()?.block_on(crate::watch::run(settings))?;
                 Ok(0)
             } else {
                 run_engine(Command::Run("renew".into()), settings)
@@ -169,7 +190,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             }
             run_engine(Command::Run("reset".into()), settings)
         }
-        Cmd::Token { command } => runtime()?.block_on(token_command(command)),
+        Cmd::Token { command } => client_runtime()?.block_on(token_command(command)),
         Cmd::Approver(args) => approver_command(args),
         Cmd::Certs {
             command: CertsCmd::CheckExpiration(args),
@@ -382,7 +403,7 @@ fn approver_command(args: crate::cli::ApproverArgs) -> Result<i32> {
         }),
         recheck: std::time::Duration::from_secs(5),
     };
-    runtime()?.block_on(async {
+    client_runtime()?.block_on(async {
         let (_, cluster) = crate::admin::connect(
             args.admin.kubeconfig.as_deref(),
             "approver",
@@ -429,9 +450,10 @@ fn run_engine(command: Command, settings: Settings) -> Result<i32> {
         "[bootlet] Interrupted: stopped `bootlet {}` (every file bootlet writes is replaced whole, so nothing is half-written); rerun the same command to resume where it stopped",
         command.label()
     );
-    let Some(outcome) = runtime()?.block_on(async {
+    let started = crate::engine::report::command_start().unwrap_or_else(std::time::Instant::now);
+    let Some(outcome) = client_runtime()?.block_on(async {
         tokio::select! {
-            outcome = execute(command.clone(), settings, out) => Some(outcome),
+            outcome = execute_since(command.clone(), settings, out, started) => Some(outcome),
             _ = tokio::signal::ctrl_c() => None,
         }
     }) else {

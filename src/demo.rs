@@ -143,6 +143,13 @@ fn print_timings(report: &crate::engine::report::Report) {
             p.reason
         );
     }
+    crate::outln!(
+        "    {:<14} {:<8} {:>8.2} ms  of it {:.2} ms outside the phases (start-up, settings, lock, plan)",
+        "(total)",
+        "",
+        report.total_ms,
+        report.outside_phases_ms
+    );
 }
 
 fn list_files(root: &Path) {

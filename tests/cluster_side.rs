@@ -51,15 +51,7 @@ fn token_create_list_and_delete_match_kubectl_and_a_deleted_token_stops_authenti
         .sb()
         .get("secrets", "kube-system", &parsed.secret_name())
         .unwrap();
-    use base64::Engine;
-    let d = |k: &str| {
-        String::from_utf8(
-            base64::engine::general_purpose::STANDARD
-                .decode(secret["data"][k].as_str().unwrap())
-                .unwrap(),
-        )
-        .unwrap()
-    };
+    let d = |k: &str| secret_text(&secret, k);
     assert_eq!(secret["type"], "bootstrap.kubernetes.io/token");
     assert_eq!(
         (
@@ -221,55 +213,41 @@ fn repeated_one_shot_joins_leave_no_token_secret_behind() {
     let before = token_secret_names(&sb);
     for i in 0..5 {
         let root = tempfile::tempdir().unwrap();
-        let run = bootlet(&[
-            "join",
-            "--admin-kubeconfig",
-            s(&sb.admin_conf()),
-            "--root",
+        let run = join_node(
             s(root.path()),
-            "--node-name",
             &format!("oneshot-{i}"),
-            "--approve-serving",
-            "--approval-timeout",
-            "20s",
-        ]);
+            &[
+                "--admin-kubeconfig",
+                s(&sb.admin_conf()),
+                "--approve-serving",
+                "--approval-timeout",
+                "20s",
+            ],
+        );
         run.ok();
         assert!(run.stdout.contains("this join created"), "{}", run.stdout);
-        assert!(
-            run.stdout.contains("Approved this node's serving CSR"),
-            "{}",
-            run.stdout
-        );
+        assert_has(&run.stdout, "Approved this node's serving CSR");
         assert_eq!(token_secret_names(&sb), before, "after join {i}");
         // A rerun is a no-op and still leaves nothing.
-        let again = bootlet(&[
-            "join",
-            "--admin-kubeconfig",
-            s(&sb.admin_conf()),
-            "--root",
+        let again = join_node(
             s(root.path()),
-            "--node-name",
             &format!("oneshot-{i}"),
-        ]);
-        again.ok();
-        assert!(
-            again.stdout.contains("[write-files] already done"),
-            "{}",
-            again.stdout
+            &["--admin-kubeconfig", s(&sb.admin_conf())],
         );
+        again.ok();
+        assert_has(&again.stdout, "[write-files] already done");
     }
     let root = tempfile::tempdir().unwrap();
-    bootlet(&[
-        "join",
-        "--admin-kubeconfig",
-        s(&sb.admin_conf()),
-        "--root",
+    join_node(
         s(root.path()),
-        "--node-name",
         "kept",
-        "--approve-serving",
-        "--keep-token",
-    ])
+        &[
+            "--admin-kubeconfig",
+            s(&sb.admin_conf()),
+            "--approve-serving",
+            "--keep-token",
+        ],
+    )
     .ok();
     assert_eq!(
         token_secret_names(&sb).len(),
@@ -301,34 +279,7 @@ fn node_kubeconfig(sb: &TestSandbox, dir: &Path, node: &str) -> PathBuf {
 
 /// A serving-CSR manifest made with openssl: `subj` like `/O=system:nodes/CN=system:node:x`.
 fn forged_csr(dir: &Path, name: &str, subj: &str, sans: &str, usages: &[&str]) -> PathBuf {
-    let key = dir.join(format!("{name}.key"));
-    let req = dir.join(format!("{name}.csr"));
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            s(&key),
-            "-subj",
-            subj,
-            "-multivalue-rdn",
-            "-addext",
-            &format!("subjectAltName={sans}"),
-            "-out",
-            s(&req),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let req = openssl_req(dir, name, subj, Some(sans));
     use base64::Engine;
     let request = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&req).unwrap());
     let manifest = dir.join(format!("{name}.yaml"));

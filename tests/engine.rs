@@ -25,20 +25,7 @@ fn graph_prints_the_run_order_as_text_dot_and_mermaid() {
         .filter(|l| l.contains(". "))
         .map(|l| l.split_whitespace().nth(1).unwrap())
         .collect();
-    assert_eq!(
-        order,
-        [
-            "preflight",
-            "token",
-            "secret",
-            "discovery",
-            "kubeconfig",
-            "client-csr",
-            "serving-csr",
-            "write-files",
-            "kubelet-config"
-        ]
-    );
+    assert_eq!(order, JOIN_PHASES);
     let dot = bootlet(&["graph", "--format", "dot"]);
     dot.ok();
     assert!(dot.stdout.starts_with("digraph join {"));
@@ -61,11 +48,7 @@ fn graph_prints_the_run_order_as_text_dot_and_mermaid() {
     // The other workflows share the CSR phases and write-files, in their own graphs.
     let renew = bootlet(&["graph", "--workflow", "renew", "--format", "dot"]);
     renew.ok();
-    assert!(
-        renew.stdout.starts_with("digraph renew {"),
-        "{}",
-        renew.stdout
-    );
+    assert_starts(&renew.stdout, "digraph renew {");
     assert!(renew.stdout.contains("\"client-csr\" -> \"serving-csr\""));
     assert!(
         !renew.stdout.contains("kubeconfig"),
@@ -91,11 +74,8 @@ fn every_command_has_help_with_an_example() {
         );
     }
     let top = bootlet(&["--help"]);
-    assert!(
-        top.stdout.contains("Examples:") && top.stdout.contains("bootlet demo"),
-        "{}",
-        top.stdout
-    );
+    assert_has(&top.stdout, "Examples:");
+    assert_has(&top.stdout, "bootlet demo");
     assert!(
         top.stdout.contains("Exit codes:")
             && top.stdout.contains("10 a phase run alone lacks an input")
@@ -110,7 +90,7 @@ fn every_command_has_help_with_an_example() {
 #[test]
 fn phase_token_generates_a_valid_token_stored_0600_and_never_printed() {
     let r = root();
-    let run = bootlet(&["phase", "token", "--root", s(r.path()), "--node-name", "n1"]);
+    let run = phase_node("token", s(r.path()), "n1", &[]);
     run.ok();
     let path = r.path().join("var/lib/bootlet/bootstrap-token");
     let token = std::fs::read_to_string(&path).unwrap();
@@ -124,7 +104,7 @@ fn phase_token_generates_a_valid_token_stored_0600_and_never_printed() {
     );
     // A second run keeps the same token and changes nothing.
     let before = std::fs::metadata(&path).unwrap();
-    bootlet(&["phase", "token", "--root", s(r.path()), "--node-name", "n1"]).ok();
+    phase_node("token", s(r.path()), "n1", &[]).ok();
     let after = std::fs::metadata(&path).unwrap();
     assert_eq!(std::fs::read_to_string(&path).unwrap(), token);
     use std::os::unix::fs::MetadataExt;
@@ -137,50 +117,15 @@ fn phase_token_generates_a_valid_token_stored_0600_and_never_printed() {
 #[test]
 fn a_phase_without_its_inputs_names_the_input_and_its_producer() {
     let r = root();
-    let run = bootlet(&[
-        "phase",
-        "client-csr",
-        "--root",
-        s(r.path()),
-        "--node-name",
-        "n1",
-    ]);
+    let run = phase_node("client-csr", s(r.path()), "n1", &[]);
     run.fails_with(10, "phase client-csr needs the trusted cluster");
-    assert!(
-        run.error_line().contains("phase discovery produces it"),
-        "{}",
-        run.error_line()
-    );
-    let run = bootlet(&[
-        "phase",
-        "write-files",
-        "--root",
-        s(r.path()),
-        "--node-name",
-        "n1",
-    ]);
+    assert_has(&run.error_line(), "phase discovery produces it");
+    let run = phase_node("write-files", s(r.path()), "n1", &[]);
     run.fails_with(10, "phase discovery produces it");
     // With the cluster known but no token, kubeconfig names the token phase.
     let f = offline_discovery_file(r.path());
-    bootlet(&[
-        "phase",
-        "discovery",
-        "--root",
-        s(r.path()),
-        "--node-name",
-        "n1",
-        "--discovery-file",
-        s(&f),
-    ])
-    .ok();
-    let run = bootlet(&[
-        "phase",
-        "kubeconfig",
-        "--root",
-        s(r.path()),
-        "--node-name",
-        "n1",
-    ]);
+    phase_node("discovery", s(r.path()), "n1", &["--discovery-file", s(&f)]).ok();
+    let run = phase_node("kubeconfig", s(r.path()), "n1", &[]);
     run.fails_with(10, "needs the bootstrap token");
     assert!(run.error_line().contains("phase token produces it"));
     // Nothing was written by the failed phases.
@@ -200,29 +145,23 @@ fn skip_phases_leaves_those_phases_out() {
     let tf = r.path().join("token");
     std::fs::write(&tf, TOKEN).unwrap();
     let node = r.path().join("node");
-    let run = bootlet(&[
-        "join",
-        "--root",
+    let run = join_node(
         s(&node),
-        "--node-name",
         "n1",
-        "--discovery-file",
-        s(&f),
-        "--token-file",
-        s(&tf),
-        "--skip-phases",
-        "client-csr,serving-csr",
-        "--skip-phases",
-        "write-files",
-    ]);
+        &[
+            "--discovery-file",
+            s(&f),
+            "--token-file",
+            s(&tf),
+            "--skip-phases",
+            "client-csr,serving-csr",
+            "--skip-phases",
+            "write-files",
+        ],
+    );
     run.ok();
     for p in ["client-csr", "serving-csr", "write-files"] {
-        assert!(
-            run.stdout
-                .contains(&format!("[{p}] skipped: in --skip-phases")),
-            "{}",
-            run.stdout
-        );
+        assert_has(&run.stdout, &format!("[{p}] skipped: in --skip-phases"));
     }
     assert!(node.join("etc/kubernetes/bootstrap-kubelet.conf").exists());
     assert!(!node.join("etc/kubernetes/kubelet.conf").exists());
@@ -235,24 +174,16 @@ fn skip_phases_leaves_those_phases_out() {
 fn config_file_holds_the_flags_and_flags_win() {
     let r = root();
     let f = offline_discovery_file(r.path());
-    let cfg = r.path().join("bootlet.toml");
-    std::fs::write(
-        &cfg,
-        format!("node-name = \"from-file\"\nlayout = \"krustlet\"\nkrustlet-data-dir = \"/data\"\ndiscovery-file = \"{}\"\ntoken = \"{TOKEN}\"\nskip-phases = [\"client-csr\", \"serving-csr\", \"write-files\"]\n", f.display()),
-    )
-    .unwrap();
+    let cfg = write_file(
+        r.path(),
+        "bootlet.toml",
+        &format!(
+            "node-name = \"from-file\"\nlayout = \"krustlet\"\nkrustlet-data-dir = \"/data\"\ndiscovery-file = \"{}\"\ntoken = \"{TOKEN}\"\nskip-phases = [\"client-csr\", \"serving-csr\", \"write-files\"]\n",
+            f.display()
+        ),
+    );
     let node = r.path().join("node");
-    let run = bootlet(&[
-        "join",
-        "--config",
-        s(&cfg),
-        "--root",
-        s(&node),
-        "--node-name",
-        "from-flag",
-        "-o",
-        "json",
-    ]);
+    let run = join_node(s(&node), "from-flag", &["--config", s(&cfg), "-o", "json"]);
     run.ok();
     let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(report["node_name"], "from-flag", "the flag wins");
@@ -365,11 +296,9 @@ fn bad_tokens_are_rejected_with_the_expected_format_and_never_echoed() {
         &format!("{TOKEN}\n"),
     );
     good.ok();
-    assert!(
-        good.stdout
-            .contains("already done: token q1w2e3.<redacted> from standard input"),
-        "{}",
-        good.stdout
+    assert_has(
+        &good.stdout,
+        "already done: token q1w2e3.<redacted> from standard input",
     );
     assert!(
         !root_arg.exists(),
@@ -397,22 +326,21 @@ fn offline_dry_run_writes_everything_aside_reports_it_and_leaks_nothing() {
     std::fs::write(&tf, TOKEN).unwrap();
     let node = r.path().join("node");
     std::fs::create_dir(&node).unwrap();
-    let run = bootlet(&[
-        "join",
-        "--dry-run",
-        "-o",
-        "json",
-        "--root",
+    let run = join_node(
         s(&node),
-        "--node-name",
         "n1",
-        "--node-ip",
-        "10.1.2.3",
-        "--discovery-file",
-        s(&f),
-        "--token-file",
-        s(&tf),
-    ]);
+        &[
+            "--dry-run",
+            "-o",
+            "json",
+            "--node-ip",
+            "10.1.2.3",
+            "--discovery-file",
+            s(&f),
+            "--token-file",
+            s(&tf),
+        ],
+    );
     run.ok();
     assert!(
         files_under(&node).is_empty(),
@@ -429,20 +357,7 @@ fn offline_dry_run_writes_everything_aside_reports_it_and_leaks_nothing() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        names,
-        [
-            "preflight",
-            "token",
-            "secret",
-            "discovery",
-            "kubeconfig",
-            "client-csr",
-            "serving-csr",
-            "write-files",
-            "kubelet-config"
-        ]
-    );
+    assert_eq!(names, JOIN_PHASES);
     let mut seen_files = 0;
     let mut requests = Vec::new();
     for p in report["phases"].as_array().unwrap() {
@@ -519,18 +434,17 @@ fn offline_dry_run_writes_everything_aside_reports_it_and_leaks_nothing() {
             assert!(!text.contains(secret.as_str()), "{what} leaks a secret");
         }
     }
-    let text = bootlet(&[
-        "join",
-        "--dry-run",
-        "--root",
+    let text = join_node(
         s(&node),
-        "--node-name",
         "n1",
-        "--discovery-file",
-        s(&f),
-        "--token-file",
-        s(&tf),
-    ]);
+        &[
+            "--dry-run",
+            "--discovery-file",
+            s(&f),
+            "--token-file",
+            s(&tf),
+        ],
+    );
     text.ok();
     assert!(
         text.stdout
@@ -573,17 +487,11 @@ fn a_second_concurrent_run_fails_fast_naming_the_lock_holder() {
         std::thread::sleep(Duration::from_millis(25));
     }
     let started = std::time::Instant::now();
-    let second = bootlet(&[
-        "join",
-        "--root",
+    let second = join_node(
         s(&node),
-        "--node-name",
         "n1",
-        "--discovery-file",
-        s(&f),
-        "--token-file",
-        s(&tf),
-    ]);
+        &["--discovery-file", s(&f), "--token-file", s(&tf)],
+    );
     second.fails_with(9, &format!("pid {}", first.id()));
     assert!(started.elapsed() < Duration::from_secs(5), "fails fast");
     first.kill().unwrap();
@@ -642,12 +550,7 @@ fn killed_anywhere_in_the_offline_phases_a_rerun_resumes_and_finishes() {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let delay = Duration::from_micros(seed % 40_000);
-        let mut child = std::process::Command::new(bin())
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_quiet(&args);
         std::thread::sleep(delay);
         let _ = child.kill();
         let _ = child.wait();
@@ -660,11 +563,7 @@ fn killed_anywhere_in_the_offline_phases_a_rerun_resumes_and_finishes() {
     );
     let done = bootlet(&args);
     done.ok();
-    assert!(
-        done.stdout.contains("[kubeconfig] Wrote"),
-        "{}",
-        done.stdout
-    );
+    assert_has(&done.stdout, "[kubeconfig] Wrote");
     assert!(
         !done.stdout.contains("has joined"),
         "write-files was skipped: the node has not joined"
@@ -682,11 +581,7 @@ fn killed_anywhere_in_the_offline_phases_a_rerun_resumes_and_finishes() {
     let again = bootlet(&args);
     again.ok();
     for p in ["token", "discovery", "kubeconfig"] {
-        assert!(
-            again.stdout.contains(&format!("[{p}] already done")),
-            "{}",
-            again.stdout
-        );
+        assert_has(&again.stdout, &format!("[{p}] already done"));
     }
     let stray: Vec<String> = files_under(&node)
         .into_iter()
@@ -725,17 +620,11 @@ fn journals_that_cannot_be_trusted_are_refused_with_a_way_out() {
     .unwrap();
     bootlet(&args).fails_with(9, "damaged");
     std::fs::write(&journal, &good).unwrap();
-    bootlet(&[
-        "join",
-        "--root",
+    join_node(
         s(&node),
-        "--node-name",
         "other",
-        "--discovery-file",
-        s(&f),
-        "--token",
-        TOKEN,
-    ])
+        &["--discovery-file", s(&f), "--token", TOKEN],
+    )
     .fails_with(9, "belongs to node \"n1\"");
     bootlet(&args).ok();
 }

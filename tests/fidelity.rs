@@ -22,25 +22,8 @@ fn kubectl_ok(sb: &TestSandbox, args: &[&str]) -> String {
 fn openssl_csr(subject: &str, sans: Option<&str>) -> String {
     use base64::Engine;
     let dir = tempfile::tempdir().unwrap();
-    let mut c = std::process::Command::new("openssl");
-    c.args([
-        "req",
-        "-new",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-    ])
-    .arg(dir.path().join("k"))
-    .args(["-subj", subject, "-out"])
-    .arg(dir.path().join("r"));
-    if let Some(san) = sans {
-        c.args(["-addext", &format!("subjectAltName={san}")]);
-    }
-    assert!(c.output().unwrap().status.success());
-    base64::engine::general_purpose::STANDARD.encode(std::fs::read(dir.path().join("r")).unwrap())
+    let req = openssl_req(dir.path(), "r", subject, sans);
+    base64::engine::general_purpose::STANDARD.encode(std::fs::read(req).unwrap())
 }
 
 const CSRS: &str = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
@@ -132,10 +115,7 @@ fn kubectl_auth_can_i_and_impersonation_use_the_sandboxs_own_authorizers() {
 
 #[test]
 fn kubectl_watch_columns_approval_timestamps_and_secret_types_match_upstream() {
-    let sb = TestSandbox::with(SandboxOptions {
-        run_controllers: false,
-        ..Default::default()
-    });
+    let sb = TestSandbox::configured(|o| o.run_controllers = false);
     let dir = tempfile::tempdir().unwrap();
     let watch_out = dir.path().join("watch.out");
     let mut watcher = std::process::Command::new("kubectl")
@@ -205,12 +185,11 @@ fn kubectl_watch_columns_approval_timestamps_and_secret_types_match_upstream() {
 fn unknown_fields_are_refused_warned_or_dropped_and_never_stored() {
     let sb = TestSandbox::start();
     let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("cm.yaml");
-    std::fs::write(
-        &f,
+    let f = write_file(
+        dir.path(),
+        "cm.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: strict\ndata:\n  a: b\nbogus: 1\n",
-    )
-    .unwrap();
+    );
     let strict = sb.kubectl(&["create", "-f", s(&f)]);
     assert_ne!(strict.code, 0);
     assert!(
@@ -226,11 +205,7 @@ fn unknown_fields_are_refused_warned_or_dropped_and_never_stored() {
     );
     let warn = sb.kubectl(&["create", "-f", s(&f), "--validate=warn"]);
     assert_eq!(warn.code, 0, "{}", warn.stderr);
-    assert!(
-        warn.stderr.contains("unknown field \"bogus\""),
-        "{}",
-        warn.stderr
-    );
+    assert_has(&warn.stderr, "unknown field \"bogus\"");
     let stored = sb.sb().get("configmaps", "default", "strict").unwrap();
     assert!(stored.get("bogus").is_none(), "{stored}");
     let (code, _) = sb.json(Who::Admin, "POST", "/api/v1/namespaces/default/configmaps?fieldValidation=Ignore", Some(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ignored"}, "extra": true})));
@@ -284,10 +259,7 @@ fn times_are_stored_as_rfc3339_seconds_in_utc() {
 
 #[test]
 fn csr_rules_status_subresource_subject_restriction_and_create_validation() {
-    let sb = TestSandbox::with(SandboxOptions {
-        run_controllers: false,
-        ..Default::default()
-    });
+    let sb = TestSandbox::configured(|o| o.run_controllers = false);
     let token = "sbrst1.0123456789abcdef";
     sb.add_token(token, None, &["authentication"]);
     let request = openssl_csr("/CN=system:node:x/O=system:nodes", Some("DNS:x"));
@@ -409,12 +381,11 @@ fn csr_rules_status_subresource_subject_restriction_and_create_validation() {
 fn server_side_apply_and_json_patch_work_with_kubectl() {
     let sb = TestSandbox::start();
     let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("cm.yaml");
-    std::fs::write(
-        &f,
+    let f = write_file(
+        dir.path(),
+        "cm.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\ndata:\n  a: \"1\"\n",
-    )
-    .unwrap();
+    );
     assert!(
         kubectl_ok(&sb, &["apply", "--server-side", "-f", s(&f)]).contains("serverside-applied")
     );
@@ -473,10 +444,7 @@ fn server_side_apply_and_json_patch_work_with_kubectl() {
 fn namespace_deletion_goes_through_terminating_and_takes_its_content() {
     // Without controllers the namespace stays Terminating, as a real one does until its
     // content is gone.
-    let sb = TestSandbox::with(SandboxOptions {
-        run_controllers: false,
-        ..Default::default()
-    });
+    let sb = TestSandbox::configured(|o| o.run_controllers = false);
     kubectl_ok(&sb, &["create", "ns", "doomed"]);
     kubectl_ok(
         &sb,
@@ -862,18 +830,12 @@ print(json.dumps(out))
     let f = dir.path().join("t.py");
     std::fs::write(&f, script).unwrap();
     let request = openssl_csr("/CN=system:node:py/O=system:nodes", Some("DNS:py"));
-    let out = std::process::Command::new(&py)
-        .arg(&f)
-        .arg(sb.admin_conf())
-        .arg(&request)
-        .arg(token)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = output_ok(
+        std::process::Command::new(&py)
+            .arg(&f)
+            .arg(sb.admin_conf())
+            .arg(&request)
+            .arg(token),
     );
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(

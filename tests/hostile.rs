@@ -6,7 +6,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use bootlet::sandbox::SandboxOptions;
 use common::*;
 use serde::Deserialize;
 use serde_json::json;
@@ -48,26 +47,14 @@ fn fixtures() -> &'static Path {
 
 /// Every path under `dir` with its size and modification time.
 fn snapshot(dir: &Path) -> Vec<(String, u64, i128)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let m = std::fs::symlink_metadata(e.path()).unwrap();
-            let mtime = m
-                .modified()
-                .unwrap()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as i128;
-            out.push((e.path().display().to_string(), m.len(), mtime));
-            if m.is_dir() {
-                stack.push(e.path());
-            }
-        }
-    }
+    let mut out: Vec<(String, u64, i128)> = walk(dir)
+        .into_iter()
+        .map(|(p, m)| {
+            let mtime = m.modified().unwrap().duration_since(std::time::UNIX_EPOCH);
+            let mtime = mtime.unwrap().as_nanos() as i128;
+            (p.display().to_string(), m.len(), mtime)
+        })
+        .collect();
     out.sort();
     out
 }
@@ -122,10 +109,7 @@ fn every_hostile_input_gets_a_clear_error_its_exit_code_and_leaves_no_trace() {
         "at least 50 cases ({})",
         cases.case.len()
     );
-    let sb = TestSandbox::with(SandboxOptions {
-        run_controllers: false,
-        ..Default::default()
-    });
+    let sb = TestSandbox::configured(|o| o.run_controllers = false);
     let work = tempfile::tempdir().unwrap();
     let good_discovery = offline_discovery_file(work.path());
     let mut failures = Vec::new();
@@ -188,11 +172,7 @@ fn every_hostile_input_gets_a_clear_error_its_exit_code_and_leaves_no_trace() {
             Some(s) => bootlet_stdin(&args, s),
             None => bootlet_env(&args, &env),
         };
-        let errors: Vec<&str> = run
-            .stderr
-            .lines()
-            .filter(|l| l.starts_with("error:"))
-            .collect();
+        let errors = run.stderr_lines(|l| l.starts_with("error:"));
         let mut problems = Vec::new();
         if run.code != case.exit {
             problems.push(format!("exit {} (want {})", run.code, case.exit));

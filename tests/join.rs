@@ -8,7 +8,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
-use bootlet::sandbox::SandboxOptions;
 use common::*;
 
 /// Checks a kubelet-layout node: files, modes, certificates (key match, CA chain with openssl,
@@ -63,16 +62,7 @@ fn assert_kubelet_node(sb: &TestSandbox, root: &Path, node: &str) {
         !root.join("var/lib/bootlet/bootstrap-token").exists(),
         "token file removed"
     );
-    let who = kubectl_with(
-        &conf,
-        root,
-        &[
-            "auth",
-            "whoami",
-            "-o",
-            "jsonpath={.status.userInfo.username}",
-        ],
-    );
+    let who = whoami(&conf, root);
     assert_eq!(who.stdout, format!("system:node:{node}"), "{}", who.stderr);
 }
 
@@ -81,18 +71,17 @@ fn one_shot_join_with_the_admin_kubeconfig_and_kubectl_approving_the_serving_csr
     let sb = TestSandbox::start();
     let root = tempfile::tempdir().unwrap();
     sb.approve_serving_in_background();
-    let run = bootlet(&[
-        "join",
-        "--admin-kubeconfig",
-        s(&sb.admin_conf()),
-        "--root",
+    let run = join_node(
         s(root.path()),
-        "--node-name",
         "worker-1",
-        "--approval-timeout",
-        "30s",
-        "--keep-token",
-    ]);
+        &[
+            "--admin-kubeconfig",
+            s(&sb.admin_conf()),
+            "--approval-timeout",
+            "30s",
+            "--keep-token",
+        ],
+    );
     run.ok();
     assert!(
         run.stdout
@@ -146,17 +135,7 @@ fn a_second_join_changes_nothing_and_sends_no_mutating_request() {
     sb.sb().reset_counters();
     let again = bootlet(&args);
     again.ok();
-    for phase in [
-        "preflight",
-        "token",
-        "secret",
-        "discovery",
-        "kubeconfig",
-        "client-csr",
-        "serving-csr",
-        "write-files",
-        "kubelet-config",
-    ] {
+    for phase in JOIN_PHASES {
         assert!(
             again.stdout.contains(&format!("[{phase}] already done")),
             "{phase} not reported done:\n{}",
@@ -194,21 +173,9 @@ fn split_roles_the_admin_prepares_and_the_node_joins_with_only_the_bootstrap_kub
     assert_eq!(mode(&bootstrap), 0o600);
     let node = tempfile::tempdir().unwrap();
     sb.sb().reset_counters();
-    let run = bootlet(&[
-        "join",
-        "--bootstrap-kubeconfig",
-        s(&bootstrap),
-        "--root",
-        s(node.path()),
-        "--node-name",
-        "edge-7",
-    ]);
+    let run = bootstrap_join(s(node.path()), "edge-7", &bootstrap, &[]);
     run.ok();
-    assert!(
-        run.stdout.contains("[token] already done"),
-        "{}",
-        run.stdout
-    );
+    assert_has(&run.stdout, "[token] already done");
     assert!(run.stdout.contains("[secret] skipped"));
     // API economy: create + watch for each certificate, nothing else.
     let c = sb.sb().counters();
@@ -261,11 +228,8 @@ fn token_discovery_with_the_pin_printed_by_bootlet() {
         &[("BOOTLET_TOKEN", token)],
     );
     run.ok();
-    assert!(
-        run.stdout.contains("JWS verified") && run.stdout.contains("identical"),
-        "{}",
-        run.stdout
-    );
+    assert_has(&run.stdout, "JWS verified");
+    assert_has(&run.stdout, "identical");
     assert_kubelet_node(&sb, root.path(), "td-1");
     // Discovery adds exactly its two anonymous cluster-info fetches.
     assert_eq!(
@@ -281,21 +245,20 @@ fn token_discovery_with_the_pin_printed_by_bootlet() {
 fn krustlet_layout_embeds_credentials_and_reaches_the_sandbox_as_the_node() {
     let sb = TestSandbox::auto_serving();
     let root = tempfile::tempdir().unwrap();
-    bootlet(&[
-        "join",
-        "--layout",
-        "krustlet",
-        "--krustlet-data-dir",
-        "/home/k/.krustlet",
-        "--admin-kubeconfig",
-        s(&sb.admin_conf()),
-        "--root",
+    join_node(
         s(root.path()),
-        "--node-name",
         "wasm-1",
-        "--node-ip",
-        "10.9.8.7",
-    ])
+        &[
+            "--layout",
+            "krustlet",
+            "--krustlet-data-dir",
+            "/home/k/.krustlet",
+            "--admin-kubeconfig",
+            s(&sb.admin_conf()),
+            "--node-ip",
+            "10.9.8.7",
+        ],
+    )
     .ok();
     let config = root.path().join("home/k/.krustlet/config");
     let kubeconfig = config.join("kubeconfig");
@@ -323,16 +286,7 @@ fn krustlet_layout_embeds_credentials_and_reaches_the_sandbox_as_the_node() {
         ),
         "credentials embedded"
     );
-    let who = kubectl_with(
-        &kubeconfig,
-        root.path(),
-        &[
-            "auth",
-            "whoami",
-            "-o",
-            "jsonpath={.status.userInfo.username}",
-        ],
-    );
+    let who = whoami(&kubeconfig, root.path());
     assert_eq!(who.stdout, "system:node:wasm-1", "{}", who.stderr);
 }
 
@@ -351,21 +305,10 @@ fn assert_no_credentials(root: &Path) {
 fn a_wrong_pin_is_refused_before_any_credential_is_sent() {
     let sb = TestSandbox::start();
     let token = "wrongp.0123456789abcdef";
-    sb.add_token(token, None, &["authentication", "signing"]);
+    sb.new_token(token);
     let root = tempfile::tempdir().unwrap();
     let other = format!("sha256:{}", "ab".repeat(32));
-    let run = bootlet(&[
-        "join",
-        &sb.endpoint(),
-        "--token",
-        token,
-        "--discovery-token-ca-cert-hash",
-        &other,
-        "--root",
-        s(root.path()),
-        "--node-name",
-        "n",
-    ]);
+    let run = sb.token_join(s(root.path()), "n", token, &other, &[]);
     run.fails_with(5, "the cluster CA is not pinned");
     assert!(
         run.error_line().contains(&sb.pin()),
@@ -389,25 +332,11 @@ fn a_wrong_pin_is_refused_before_any_credential_is_sent() {
 
 #[test]
 fn tampered_cluster_info_fails_the_jws_check() {
-    let sb = TestSandbox::with(SandboxOptions {
-        tamper_cluster_info: true,
-        ..Default::default()
-    });
+    let sb = TestSandbox::configured(|o| o.tamper_cluster_info = true);
     let token = "tamper.0123456789abcdef";
-    sb.add_token(token, None, &["authentication", "signing"]);
+    sb.new_token(token);
     let root = tempfile::tempdir().unwrap();
-    let run = bootlet(&[
-        "join",
-        &sb.endpoint(),
-        "--token",
-        token,
-        "--discovery-token-ca-cert-hash",
-        &sb.pin(),
-        "--root",
-        s(root.path()),
-        "--node-name",
-        "n",
-    ]);
+    let run = sb.token_join(s(root.path()), "n", token, &sb.pin(), &[]);
     run.fails_with(5, "JWS signature of cluster-info does not verify");
     assert_no_credentials(root.path());
     assert_eq!(sb.requests_by("system:bootstrap:"), 0);
@@ -419,20 +348,13 @@ fn a_token_without_the_signing_usage_times_out_in_discovery_with_one_line() {
     let token = "nosign.0123456789abcdef";
     sb.add_token(token, None, &["authentication"]);
     let root = tempfile::tempdir().unwrap();
-    let run = bootlet(&[
-        "join",
-        &sb.endpoint(),
-        "--token",
-        token,
-        "--discovery-token-ca-cert-hash",
-        &sb.pin(),
-        "--discovery-timeout",
-        "2s",
-        "--root",
+    let run = sb.token_join(
         s(root.path()),
-        "--node-name",
         "n",
-    ]);
+        token,
+        &sb.pin(),
+        &["--discovery-timeout", "2s"],
+    );
     run.fails_with(
         7,
         "token id \"nosign\" is invalid for this cluster or it has expired",
@@ -459,33 +381,18 @@ fn an_expired_token_is_rejected_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let bootstrap = sb.bootstrap_kubeconfig(dir.path(), token);
     let root = dir.path().join("node");
-    let run = bootlet(&[
-        "join",
-        "--bootstrap-kubeconfig",
-        s(&bootstrap),
-        "--root",
-        s(&root),
-        "--node-name",
-        "n",
-    ]);
+    let run = bootstrap_join(s(&root), "n", &bootstrap, &[]);
     run.fails_with(6, "401 Unauthorized");
     assert!(run.error_line().contains("expired"), "{}", run.error_line());
     assert_no_credentials(&root);
     // Token discovery with it: no signature (the signer skips expired tokens, the cleaner deletes them).
-    let run = bootlet(&[
-        "join",
-        &sb.endpoint(),
-        "--token",
-        token,
-        "--discovery-token-ca-cert-hash",
-        &sb.pin(),
-        "--discovery-timeout",
-        "2s",
-        "--root",
+    let run = sb.token_join(
         s(&dir.path().join("node2")),
-        "--node-name",
         "n",
-    ]);
+        token,
+        &sb.pin(),
+        &["--discovery-timeout", "2s"],
+    );
     run.fails_with(7, "invalid for this cluster or it has expired");
 }
 
@@ -520,17 +427,7 @@ fn a_csr_denied_with_kubectl_ends_the_join_with_the_reason() {
     let sb = TestSandbox::start();
     let (_dir, bootstrap, root) = sb.token_node("denied.0123456789abcdef");
     let denier = kubectl_on_first_serving_csr(&sb, &["certificate", "deny"]);
-    let run = bootlet(&[
-        "join",
-        "--bootstrap-kubeconfig",
-        s(&bootstrap),
-        "--root",
-        s(&root),
-        "--node-name",
-        "n",
-        "--approval-timeout",
-        "30s",
-    ]);
+    let run = bootstrap_join(s(&root), "n", &bootstrap, &["--approval-timeout", "30s"]);
     let denied = denier.join().unwrap();
     assert_eq!(denied.code, 0, "{}", denied.stderr);
     run.fails_with(6, "was denied (KubectlDeny)");
@@ -541,24 +438,9 @@ fn a_csr_denied_with_kubectl_ends_the_join_with_the_reason() {
 fn an_approval_timeout_names_the_csr_and_the_command_to_approve_it() {
     let sb = TestSandbox::start();
     let (_dir, bootstrap, root) = sb.token_node("tmeout.0123456789abcdef");
-    let run = bootlet(&[
-        "join",
-        "--bootstrap-kubeconfig",
-        s(&bootstrap),
-        "--root",
-        s(&root),
-        "--node-name",
-        "n",
-        "--approval-timeout",
-        "2s",
-    ]);
+    let run = bootstrap_join(s(&root), "n", &bootstrap, &["--approval-timeout", "2s"]);
     run.fails_with(7, "got no certificate within 2s");
-    assert!(
-        run.error_line()
-            .contains("kubectl certificate approve node-csr-"),
-        "{}",
-        run.error_line()
-    );
+    assert_has(&run.error_line(), "kubectl certificate approve node-csr-");
     assert_no_credentials(&root);
 }
 
@@ -579,15 +461,7 @@ fn a_server_with_another_ca_is_refused_before_any_credential_is_sent() {
     .unwrap();
     let bootstrap = dir.path().join("bootstrap.conf");
     std::fs::write(&bootstrap, text).unwrap();
-    let run = bootlet(&[
-        "join",
-        "--bootstrap-kubeconfig",
-        s(&bootstrap),
-        "--root",
-        s(&dir.path().join("node")),
-        "--node-name",
-        "n",
-    ]);
+    let run = bootstrap_join(s(&dir.path().join("node")), "n", &bootstrap, &[]);
     run.fails_with(5, "is not the cluster bootlet trusts");
     assert_eq!(
         impostor.requests_by("system:bootstrap:"),
@@ -638,12 +512,7 @@ fn killed_while_waiting_for_approval_the_next_join_reattaches_to_the_same_csr() 
         "--approval-timeout",
         "60s",
     ];
-    let mut child = std::process::Command::new(bin())
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_quiet(&args);
     wait_for("the client CSR", || {
         !sb.csrs_of("system:bootstrap:resume").is_empty()
     });
@@ -658,11 +527,9 @@ fn killed_while_waiting_for_approval_the_next_join_reattaches_to_the_same_csr() 
     sb.approve_serving_in_background();
     let run = bootlet(&args);
     run.ok();
-    assert!(
-        run.stdout
-            .contains("from an earlier attempt, made with the same key: re-attached"),
-        "{}",
-        run.stdout
+    assert_has(
+        &run.stdout,
+        "from an earlier attempt, made with the same key: re-attached",
     );
     let after = sb.csrs_of("system:bootstrap:resume");
     assert_eq!(after.len(), 1, "exactly one client CSR for the node");
@@ -702,12 +569,7 @@ fn killed_while_waiting_for_serving_approval_resumes_with_the_same_serving_csr()
         "--approval-timeout",
         "60s",
     ];
-    let mut child = std::process::Command::new(bin())
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_quiet(&args);
     wait_for("the serving CSR", || {
         !sb.csrs_of("system:node:sv").is_empty()
     });
@@ -716,11 +578,7 @@ fn killed_while_waiting_for_serving_approval_resumes_with_the_same_serving_csr()
     sb.approve_serving_in_background();
     let run = bootlet(&args);
     run.ok();
-    assert!(
-        run.stdout.contains("[client-csr] already done"),
-        "{}",
-        run.stdout
-    );
+    assert_has(&run.stdout, "[client-csr] already done");
     assert!(run.stdout.contains("re-attached"), "{}", run.stdout);
     assert_eq!(sb.csrs_of("system:node:sv").len(), 1);
     assert_kubelet_node(&sb, root.path(), "sv");
@@ -763,15 +621,7 @@ fn the_secret_phase_is_idempotent_and_refuses_a_conflicting_token() {
         .get("secrets", "kube-system", "bootstrap-token-idemtk")
         .unwrap();
     assert_eq!(secret["type"], "bootstrap.kubernetes.io/token");
-    let data = |k: &str| {
-        use base64::Engine;
-        String::from_utf8(
-            base64::engine::general_purpose::STANDARD
-                .decode(secret["data"][k].as_str().unwrap())
-                .unwrap(),
-        )
-        .unwrap()
-    };
+    let data = |k: &str| secret_text(&secret, k);
     assert_eq!(data("usage-bootstrap-authentication"), "true");
     assert_eq!(data("usage-bootstrap-signing"), "true");
     assert_eq!(
@@ -801,11 +651,7 @@ fn the_secret_phase_is_idempotent_and_refuses_a_conflicting_token() {
         token,
     ]);
     again.ok();
-    assert!(
-        again.stdout.contains("[secret] already done"),
-        "{}",
-        again.stdout
-    );
+    assert_has(&again.stdout, "[secret] already done");
     assert_eq!(
         sb.sb()
             .get("secrets", "kube-system", "bootstrap-token-idemtk")
@@ -866,48 +712,31 @@ fn the_secret_phase_is_idempotent_and_refuses_a_conflicting_token() {
 fn several_pins_any_match_and_no_pin_needs_the_explicit_unsafe_flag() {
     let sb = TestSandbox::auto_serving();
     let token = "pinsok.0123456789abcdef";
-    sb.add_token(token, None, &["authentication", "signing"]);
+    sb.new_token(token);
     let root = tempfile::tempdir().unwrap();
     let wrong = format!("sha256:{}", "cd".repeat(32));
-    let run = bootlet(&[
-        "join",
-        &sb.endpoint(),
-        "--token",
-        token,
-        "--discovery-token-ca-cert-hash",
-        &wrong,
-        "--discovery-token-ca-cert-hash",
-        &sb.pin(),
-        "--root",
+    let run = sb.token_join(
         s(root.path()),
-        "--node-name",
         "p1",
-    ]);
+        token,
+        &wrong,
+        &["--discovery-token-ca-cert-hash", &sb.pin()],
+    );
     run.ok();
     let root2 = tempfile::tempdir().unwrap();
-    let refused = bootlet(&[
-        "join",
-        &sb.endpoint(),
-        "--token",
-        token,
-        "--root",
-        s(root2.path()),
-        "--node-name",
-        "p2",
-    ]);
+    let refused = join_node(s(root2.path()), "p2", &[&sb.endpoint(), "--token", token]);
     refused.fails_with(3, "--discovery-token-ca-cert-hash");
     assert_no_credentials(root2.path());
-    let unsafe_run = bootlet(&[
-        "join",
-        &sb.endpoint(),
-        "--token",
-        token,
-        "--discovery-token-unsafe-skip-ca-verification",
-        "--root",
+    let unsafe_run = join_node(
         s(root2.path()),
-        "--node-name",
         "p2",
-    ]);
+        &[
+            &sb.endpoint(),
+            "--token",
+            token,
+            "--discovery-token-unsafe-skip-ca-verification",
+        ],
+    );
     unsafe_run.ok();
     assert!(
         unsafe_run
@@ -939,11 +768,9 @@ fn keep_bootstrap_kubeconfig_keeps_it_and_preflight_guards_foreign_files() {
     ];
     let run = bootlet(&args);
     run.fails_with(3, "FileAvailable--etc-kubernetes-kubelet.conf");
-    assert!(
-        run.stdout
-            .contains("[ERROR FileAvailable--etc-kubernetes-kubelet.conf]"),
-        "{}",
-        run.stdout
+    assert_has(
+        &run.stdout,
+        "[ERROR FileAvailable--etc-kubernetes-kubelet.conf]",
     );
     assert_eq!(
         std::fs::read_to_string(&conf).unwrap(),
@@ -985,11 +812,7 @@ fn keep_bootstrap_kubeconfig_keeps_it_and_preflight_guards_foreign_files() {
     );
     let again = bootlet(&args);
     again.ok();
-    assert!(
-        again.stdout.contains("[write-files] already done"),
-        "{}",
-        again.stdout
-    );
+    assert_has(&again.stdout, "[write-files] already done");
 }
 
 #[test]
@@ -997,17 +820,7 @@ fn a_csr_deleted_while_waiting_ends_the_join_with_the_reason() {
     let sb = TestSandbox::start();
     let (_dir, bootstrap, root) = sb.token_node("delcsr.0123456789abcdef");
     let deleter = kubectl_on_first_serving_csr(&sb, &["delete", "csr"]);
-    let run = bootlet(&[
-        "join",
-        "--bootstrap-kubeconfig",
-        s(&bootstrap),
-        "--root",
-        s(&root),
-        "--node-name",
-        "d",
-        "--approval-timeout",
-        "30s",
-    ]);
+    let run = bootstrap_join(s(&root), "d", &bootstrap, &["--approval-timeout", "30s"]);
     assert_eq!(deleter.join().unwrap().code, 0);
     run.fails_with(6, "was deleted while bootlet waited for it");
     assert_no_credentials(&root);

@@ -30,6 +30,14 @@ struct Node {
     name: String,
 }
 
+/// A node joined with `token` as `name` to a fresh sandbox signing for a year.
+fn joined_year(token: &str, name: &str) -> (TestSandbox, Node) {
+    let sb = sandbox(true, YEAR);
+    let (node, run) = join(&sb, token, name, &[]);
+    run.ok();
+    (sb, node)
+}
+
 fn join(sb: &TestSandbox, token: &str, name: &str, extra: &[&str]) -> (Node, Run) {
     let (dir, bootstrap, root) = sb.token_node(token);
     let mut args = vec![
@@ -84,15 +92,9 @@ impl Node {
         bootlet(&args)
     }
     fn whoami(&self) -> Run {
-        kubectl_with(
+        whoami(
             &self.root.join("etc/kubernetes/kubelet.conf"),
             self.dir.path(),
-            &[
-                "auth",
-                "whoami",
-                "-o",
-                "jsonpath={.status.userInfo.username}",
-            ],
         )
     }
     /// Both current pairs: key matches certificate, chains to the CA (openssl), right CN.
@@ -146,17 +148,8 @@ fn a_client_only_join_sends_no_serving_csr_and_a_later_join_adds_it() {
         &["--skip-phases", "serving-csr"],
     );
     run.ok();
-    assert!(
-        run.stdout
-            .contains("[serving-csr] skipped: in --skip-phases"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains("This node has joined the cluster"),
-        "{}",
-        run.stdout
-    );
+    assert_has(&run.stdout, "[serving-csr] skipped: in --skip-phases");
+    assert_has(&run.stdout, "This node has joined the cluster");
     assert!(node.current("client").exists());
     assert!(!node.current("server").exists(), "no serving pair");
     assert!(
@@ -173,20 +166,15 @@ fn a_client_only_join_sends_no_serving_csr_and_a_later_join_adds_it() {
         "serving-csr",
     ]);
     again.ok();
-    assert!(
-        again.stdout.contains("[write-files] already done"),
-        "{}",
-        again.stdout
-    );
+    assert_has(&again.stdout, "[write-files] already done");
 
     // The same from a config file key, for another node.
     let (dir, bootstrap, root) = sb.token_node("cli002.0123456789abcdef");
-    let conf = dir.path().join("bootlet.toml");
-    std::fs::write(
-        &conf,
+    let conf = write_file(
+        dir.path(),
+        "bootlet.toml",
         "skip-phases = [\"serving-csr\"]\nnode-name = \"client-only-2\"\n",
-    )
-    .unwrap();
+    );
     bootlet(&[
         "join",
         "--config",
@@ -219,18 +207,12 @@ fn a_client_only_join_sends_no_serving_csr_and_a_later_join_adds_it() {
 
 #[test]
 fn renew_before_the_deadline_changes_nothing_and_sends_nothing() {
-    let sb = sandbox(true, YEAR);
-    let (node, run) = join(&sb, "ren001.0123456789abcdef", "calm-1", &[]);
-    run.ok();
+    let (sb, node) = joined_year("ren001.0123456789abcdef", "calm-1");
     let before = inodes(&node.root);
     let requests = sb.requests_by("");
     let plan = bootlet(&["plan", "renew", "--root", s(&node.root)]);
     plan.ok();
-    assert!(
-        plan.stdout.contains("[client-csr] done: valid until"),
-        "{}",
-        plan.stdout
-    );
+    assert_has(&plan.stdout, "[client-csr] done: valid until");
     assert!(plan.stdout.contains("rotation due at"), "{}", plan.stdout);
     let run = node.renew(&[]);
     run.ok();
@@ -245,20 +227,13 @@ fn renew_before_the_deadline_changes_nothing_and_sends_nothing() {
 
 #[test]
 fn a_forced_renew_rotates_both_certificates_as_the_node_in_both_layouts() {
-    let sb = sandbox(true, YEAR);
-    let (node, run) = join(&sb, "ren002.0123456789abcdef", "rot-1", &[]);
-    run.ok();
+    let (sb, node) = joined_year("ren002.0123456789abcdef", "rot-1");
     let (old_client, old_server) = (node.target("client"), node.target("server"));
     let (old_ck, old_sk) = (node.spki("client"), node.spki("server"));
     let bootstrap_csrs = sb.csrs_of("system:bootstrap:ren002").len();
     let run = node.renew(&["--force"]);
     run.ok();
-    assert!(
-        run.stdout
-            .contains("Renewed the client and serving certificates"),
-        "{}",
-        run.stdout
-    );
+    assert_has(&run.stdout, "Renewed the client and serving certificates");
     assert_ne!(
         node.target("client"),
         old_client,
@@ -298,19 +273,18 @@ fn a_forced_renew_rotates_both_certificates_as_the_node_in_both_layouts() {
     // Krustlet: the kubeconfig's embedded certificate and krustlet.crt/.key change.
     let (dir, bootstrap, root) = sb.token_node("ren003.0123456789abcdef");
     let data = "/home/k/.krustlet";
-    bootlet(&[
-        "join",
-        "--layout",
-        "krustlet",
-        "--krustlet-data-dir",
-        data,
-        "--root",
+    join_node(
         s(&root),
-        "--node-name",
         "rot-k",
-        "--bootstrap-kubeconfig",
-        s(&bootstrap),
-    ])
+        &[
+            "--layout",
+            "krustlet",
+            "--krustlet-data-dir",
+            data,
+            "--bootstrap-kubeconfig",
+            s(&bootstrap),
+        ],
+    )
     .ok();
     let config = root.join("home/k/.krustlet/config");
     let kc_before = std::fs::read(config.join("kubeconfig")).unwrap();
@@ -338,16 +312,7 @@ fn a_forced_renew_rotates_both_certificates_as_the_node_in_both_layouts() {
     );
     assert_eq!(mode(&config.join("krustlet.key")), 0o600);
     assert!(openssl_verify(&sb.ca_crt(), &config.join("krustlet.crt")));
-    let who = kubectl_with(
-        &config.join("kubeconfig"),
-        dir.path(),
-        &[
-            "auth",
-            "whoami",
-            "-o",
-            "jsonpath={.status.userInfo.username}",
-        ],
-    );
+    let who = whoami(&config.join("kubeconfig"), dir.path());
     assert_eq!(who.stdout, "system:node:rot-k", "{}", who.stderr);
     assert_eq!(
         sb.csrs_of("system:node:rot-k").len(),
@@ -411,11 +376,7 @@ fn a_denied_renewal_keeps_the_old_certificate() {
     .ok();
     let run = wait(child);
     assert_eq!(run.code, 6, "{}", run.all());
-    assert!(
-        run.error_line().contains("was denied"),
-        "{}",
-        run.error_line()
-    );
+    assert_has(&run.error_line(), "was denied");
     assert_eq!(
         inodes(&node.pki()),
         pki_before,
@@ -443,24 +404,14 @@ fn an_expired_client_certificate_falls_back_to_the_bootstrap_kubeconfig_or_says_
 
     let without = node.renew(&[]);
     without.fails_with(5, "no bootstrap kubeconfig to fall back to");
-    assert!(
-        without.error_line().contains("--bootstrap-kubeconfig"),
-        "{}",
-        without.error_line()
-    );
-    assert!(
-        without.error_line().contains("bootlet reset"),
-        "{}",
-        without.error_line()
-    );
+    assert_has(&without.error_line(), "--bootstrap-kubeconfig");
+    assert_has(&without.error_line(), "bootlet reset");
 
     let with = node.renew(&["--bootstrap-kubeconfig", s(&node.bootstrap)]);
     with.ok();
-    assert!(
-        with.stderr
-            .contains("asking with the bootstrap credentials instead"),
-        "{}",
-        with.stderr
+    assert_has(
+        &with.stderr,
+        "asking with the bootstrap credentials instead",
     );
     let by_token: Vec<_> = sb
         .csrs_of("system:bootstrap:expd01")
@@ -473,9 +424,7 @@ fn an_expired_client_certificate_falls_back_to_the_bootstrap_kubeconfig_or_says_
 
 #[test]
 fn sigkill_during_renew_always_leaves_a_usable_node() {
-    let sb = sandbox(true, YEAR);
-    let (node, run) = join(&sb, "kill01.0123456789abcdef", "kill-1", &[]);
-    run.ok();
+    let (sb, node) = joined_year("kill01.0123456789abcdef", "kill-1");
     let kills = if std::env::var_os("BOOTLET_LONG").is_some() {
         60
     } else {
@@ -567,16 +516,8 @@ fn renew_watch_renews_two_minute_certificates_and_stops_on_sigterm() {
     };
     leak_scan(&run, &["--root", s(&node.root)], &[]);
     assert_eq!(run.code, 0, "{}", run.all());
-    assert!(
-        run.stdout.contains("[renew] Stopped (SIGTERM)"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains("Next rotation due at"),
-        "{}",
-        run.stdout
-    );
+    assert_has(&run.stdout, "[renew] Stopped (SIGTERM)");
+    assert_has(&run.stdout, "Next rotation due at");
     assert!(
         !run.stdout.contains("already done"),
         "one line per action, no status noise"
@@ -605,9 +546,7 @@ fn openssl_not_after(pem: &Path) -> i64 {
 
 #[test]
 fn check_expiration_reports_what_openssl_reads() {
-    let sb = sandbox(true, YEAR);
-    let (node, run) = join(&sb, "chex01.0123456789abcdef", "chex-1", &[]);
-    run.ok();
+    let (_sb, node) = joined_year("chex01.0123456789abcdef", "chex-1");
     let table = bootlet(&["certs", "check-expiration", "--root", s(&node.root)]);
     table.ok();
     assert!(table.stdout.starts_with("CERT "), "{}", table.stdout);
@@ -746,35 +685,22 @@ fn reset_removes_exactly_the_journals_files_and_then_another_cluster_can_join() 
         None,
         &["authentication", "signing"],
     );
-    bootlet(&[
-        "join",
-        "--root",
-        s(&node.root),
-        "--node-name",
-        "reset-1",
-        "--bootstrap-kubeconfig",
-        s(&bootstrap_b),
-    ])
-    .ok();
+    bootstrap_join(s(&node.root), "reset-1", &bootstrap_b, &[]).ok();
     node.assert_usable(&b);
 }
 
 #[test]
 fn reset_leaves_a_file_that_changed_since_bootlet_wrote_it() {
-    let sb = sandbox(true, YEAR);
-    let (node, run) = join(&sb, "rset03.0123456789abcdef", "reset-2", &[]);
-    run.ok();
+    let (_sb, node) = joined_year("rset03.0123456789abcdef", "reset-2");
     let conf = node.root.join("etc/kubernetes/kubelet.conf");
     let mut edited = std::fs::read_to_string(&conf).unwrap();
     edited.push_str("# edited by an operator\n");
     std::fs::write(&conf, &edited).unwrap();
     let run = bootlet(&["reset", "--root", s(&node.root), "--force"]);
     run.ok();
-    assert!(
-        run.stderr
-            .contains("left /etc/kubernetes/kubelet.conf alone: it changed since bootlet wrote it"),
-        "{}",
-        run.stderr
+    assert_has(
+        &run.stderr,
+        "left /etc/kubernetes/kubelet.conf alone: it changed since bootlet wrote it",
     );
     assert_eq!(std::fs::read_to_string(&conf).unwrap(), edited);
     assert!(!node.current("client").exists());

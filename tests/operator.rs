@@ -69,11 +69,7 @@ fn waiting_for_the_serving_approval_prints_progress_on_stderr_every_ten_seconds(
     let report: serde_json::Value =
         serde_json::from_str(&run.stdout).expect("stdout is exactly one JSON document");
     assert_eq!(report["result"], "succeeded");
-    let progress: Vec<&str> = run
-        .stderr
-        .lines()
-        .filter(|l| l.contains("Still waiting for CSR"))
-        .collect();
+    let progress = run.stderr_lines(|l| l.contains("Still waiting for CSR"));
     assert_eq!(progress.len(), 1, "one line after 10 s:\n{}", run.stderr);
     assert!(
         !run.stdout.contains("Still waiting"),
@@ -218,18 +214,12 @@ fn colour_only_on_a_terminal_and_never_with_no_color_or_in_files() {
 #[test]
 fn dry_run_text_says_what_would_happen_where_the_report_says_not_sent() {
     let sb = TestSandbox::start();
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("node");
-    let run = bootlet(&[
-        "join",
-        "--dry-run",
-        "--root",
+    let (_dir, root) = work_root();
+    let run = join_node(
         s(&root),
-        "--node-name",
         "dry-1",
-        "--admin-kubeconfig",
-        s(&sb.admin_conf()),
-    ]);
+        &["--dry-run", "--admin-kubeconfig", s(&sb.admin_conf())],
+    );
     run.ok();
     for would in [
         "Would create Secret kube-system/bootstrap-token-",
@@ -297,7 +287,7 @@ fn a_closed_pipe_ends_quietly_with_status_141_and_no_panic() {
 fn a_phase_asked_for_by_name_that_cannot_do_its_job_fails_saying_what_it_needs() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("admin");
-    let run = bootlet(&["phase", "secret", "--root", s(&root), "--node-name", "n1"]);
+    let run = phase_node("secret", s(&root), "n1", &[]);
     run.fails_with(10, "phase secret cannot run: no --admin-kubeconfig");
     assert_eq!(
         run.stderr
@@ -309,35 +299,24 @@ fn a_phase_asked_for_by_name_that_cannot_do_its_job_fails_saying_what_it_needs()
     assert!(!run.stdout.contains("skipped"), "{}", run.stdout);
     // Inside a workflow the same phase is a skip, and the run succeeds.
     let f = offline_discovery_file(dir.path());
-    let join = bootlet(&[
-        "join",
-        "--root",
+    let join = join_node(
         s(&root),
-        "--node-name",
         "n1",
-        "--discovery-file",
-        s(&f),
-        "--new-token",
-        "--skip-phases",
-        "client-csr,serving-csr,write-files",
-    ]);
+        &[
+            "--discovery-file",
+            s(&f),
+            "--new-token",
+            "--skip-phases",
+            "client-csr,serving-csr,write-files",
+        ],
+    );
     join.ok();
     assert!(
         join.stdout
             .contains("[secret] skipped: no --admin-kubeconfig")
     );
     // And --skip-phases naming it is the operator's choice: a skip, exit 0.
-    bootlet(&[
-        "phase",
-        "secret",
-        "--root",
-        s(&root),
-        "--node-name",
-        "n1",
-        "--skip-phases",
-        "secret",
-    ])
-    .ok();
+    phase_node("secret", s(&root), "n1", &["--skip-phases", "secret"]).ok();
 }
 
 #[test]
@@ -362,23 +341,17 @@ fn plan_reports_what_preflight_will_stop_and_has_the_run_reports_shape() {
     ];
     let plan = bootlet(&args);
     plan.ok();
-    assert!(
-        plan.stdout
-            .contains("[preflight] will fail: 1 check(s) will stop the run"),
-        "{}",
-        plan.stdout
+    assert_has(
+        &plan.stdout,
+        "[preflight] will fail: 1 check(s) will stop the run",
     );
-    assert!(
-        plan.stdout
-            .contains("[ERROR FileAvailable--etc-kubernetes-kubelet.conf]"),
-        "{}",
-        plan.stdout
+    assert_has(
+        &plan.stdout,
+        "[ERROR FileAvailable--etc-kubernetes-kubelet.conf]",
     );
-    assert!(
-        plan.stdout
-            .contains("[client-csr] not reached: preflight will stop the run first"),
-        "{}",
-        plan.stdout
+    assert_has(
+        &plan.stdout,
+        "[client-csr] not reached: preflight will stop the run first",
     );
     assert_eq!(files_under(&root), before, "plan changed the root");
     let mut json_args = args.to_vec();
@@ -395,21 +368,20 @@ fn plan_reports_what_preflight_will_stop_and_has_the_run_reports_shape() {
     );
     // The same top-level fields as the report of a run.
     std::fs::remove_file(&kubelet_conf).unwrap();
-    let run = bootlet(&[
-        "join",
-        "--root",
+    let run = join_node(
         s(&root),
-        "--node-name",
         "p1",
-        "--discovery-file",
-        s(&f),
-        "--token",
-        "plan01.0123456789abcdef",
-        "--skip-phases",
-        "client-csr,serving-csr,write-files",
-        "-o",
-        "json",
-    ]);
+        &[
+            "--discovery-file",
+            s(&f),
+            "--token",
+            "plan01.0123456789abcdef",
+            "--skip-phases",
+            "client-csr,serving-csr,write-files",
+            "-o",
+            "json",
+        ],
+    );
     run.ok();
     let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     let keys =
@@ -446,8 +418,7 @@ fn plan_compares_the_installed_serving_certificate_with_the_requested_addresses(
 
 #[test]
 fn ignoring_an_unignorable_check_still_stops_at_preflight_and_stores_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("node");
+    let (dir, root) = work_root();
     let plain = bootlet_plain(
         &[
             "join",
@@ -465,22 +436,17 @@ fn ignoring_an_unignorable_check_still_stops_at_preflight_and_stores_nothing() {
         "the hint must not suggest ignoring what cannot be ignored: {}",
         plain.error_line()
     );
-    let ignored = bootlet(&[
-        "join",
-        "127.0.0.1:1",
-        "--root",
+    let ignored = join_node(
         s(&root),
-        "--node-name",
         "i1",
-        "--ignore-preflight-errors=DiscoverySource",
-        "--new-token",
-    ]);
-    ignored.fails_with(3, "DiscoverySource");
-    assert!(
-        ignored.all().contains("cannot be ignored"),
-        "{}",
-        ignored.all()
+        &[
+            "127.0.0.1:1",
+            "--ignore-preflight-errors=DiscoverySource",
+            "--new-token",
+        ],
     );
+    ignored.fails_with(3, "DiscoverySource");
+    assert_has(&ignored.all(), "cannot be ignored");
     assert!(
         files_under(&root).is_empty(),
         "nothing stored: {:?}",
@@ -491,17 +457,16 @@ fn ignoring_an_unignorable_check_still_stops_at_preflight_and_stores_nothing() {
     std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
     std::fs::write(&conf, "foreign").unwrap();
     let f = offline_discovery_file(dir.path());
-    bootlet(&[
-        "join",
-        "--root",
+    join_node(
         s(&root),
-        "--node-name",
         "i1",
-        "--discovery-file",
-        s(&f),
-        "--token",
-        "ignr01.0123456789abcdef",
-    ])
+        &[
+            "--discovery-file",
+            s(&f),
+            "--token",
+            "ignr01.0123456789abcdef",
+        ],
+    )
     .fails_with(
         3,
         "--ignore-preflight-errors=FileAvailable--etc-kubernetes-kubelet.conf",
@@ -698,18 +663,12 @@ fn completions_man_page_version_and_help_come_from_the_command_line_definitions(
         .output()
         .is_ok()
     {
-        let out = std::process::Command::new("man")
-            .arg("-l")
-            .arg(pages.join("bootlet-join.1"))
-            .env("MANPAGER", "cat")
-            .env("MANWIDTH", "400")
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let text = output_ok(
+            std::process::Command::new("man")
+                .arg("-l")
+                .arg(pages.join("bootlet-join.1"))
+                .env("MANPAGER", "cat")
+                .env("MANWIDTH", "400"),
         );
         assert!(text.contains("--discovery-token-ca-cert-hash"), "{text}");
     }
@@ -730,19 +689,11 @@ fn completions_man_page_version_and_help_come_from_the_command_line_definitions(
             .starts_with("linux/")
     );
     let text = bootlet(&["version"]);
-    assert!(
-        text.stdout.starts_with("bootlet version v"),
-        "{}",
-        text.stdout
-    );
+    assert_starts(&text.stdout, "bootlet version v");
 
     let help = bootlet(&["help", "phase", "token"]);
     help.ok();
-    assert!(
-        help.stdout.starts_with("bootlet phase token\n"),
-        "{}",
-        help.stdout
-    );
+    assert_starts(&help.stdout, "bootlet phase token\n");
     assert!(help.stdout.contains("done when:"));
     let shared = bootlet(&["help", "phase", "client-csr"]);
     assert!(
@@ -816,11 +767,7 @@ fn kubeadm_token_spellings_are_accepted_and_must_agree() {
         "ABCDEF.0123456789abcdef",
     ]);
     upper.fails_with(4, "lower-case");
-    assert!(
-        !upper.error_line().contains("got 6 characters"),
-        "{}",
-        upper.error_line()
-    );
+    assert_lacks(&upper.error_line(), "got 6 characters");
 }
 
 #[test]

@@ -239,7 +239,7 @@ fn fifty_joins_through_a_flaky_api_all_finish() {
         ..Default::default()
     }));
     let token = "flakyt.0123456789abcdef";
-    sb.add_token(token, None, &["authentication", "signing"]);
+    sb.new_token(token);
     let dir = tempfile::tempdir().unwrap();
     let bootstrap = sb.bootstrap_kubeconfig(dir.path(), token);
     let bound = Duration::from_secs(60);
@@ -255,19 +255,12 @@ fn fifty_joins_through_a_flaky_api_all_finish() {
                         let root = dir.join(format!("n{i}"));
                         let node = format!("flaky-{i}");
                         let t = Instant::now();
-                        let run = bootlet(&[
-                            "join",
-                            "--bootstrap-kubeconfig",
-                            s(&bootstrap),
-                            "--root",
+                        let run = bootstrap_join(
                             s(&root),
-                            "--node-name",
                             &node,
-                            "--approval-timeout",
-                            "60s",
-                            "--api-timeout",
-                            "60s",
-                        ]);
+                            &bootstrap,
+                            &["--approval-timeout", "60s", "--api-timeout", "60s"],
+                        );
                         out.push((i, run.code, t.elapsed(), run.stderr));
                     }
                     out
@@ -326,15 +319,7 @@ fn unauthorized_and_forbidden_are_not_retried() {
     let dir = tempfile::tempdir().unwrap();
     let bootstrap = sb.bootstrap_kubeconfig(dir.path(), "unknwn.0123456789abcdef");
     let started = Instant::now();
-    let run = bootlet(&[
-        "join",
-        "--bootstrap-kubeconfig",
-        s(&bootstrap),
-        "--root",
-        s(&dir.path().join("a")),
-        "--node-name",
-        "a",
-    ]);
+    let run = bootstrap_join(s(&dir.path().join("a")), "a", &bootstrap, &[]);
     run.fails_with(6, "401 Unauthorized");
     assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!(
@@ -343,22 +328,11 @@ fn unauthorized_and_forbidden_are_not_retried() {
         "no retry after 401"
     );
     // 403: a valid token without the bootstrapper bindings.
-    let bare = TestSandbox::with(SandboxOptions {
-        bare: true,
-        ..Default::default()
-    });
+    let bare = TestSandbox::configured(|o| o.bare = true);
     bare.add_token("bareok.0123456789abcdef", None, &["authentication"]);
     let bootstrap = bare.bootstrap_kubeconfig(dir.path(), "bareok.0123456789abcdef");
     let started = Instant::now();
-    let run = bootlet(&[
-        "join",
-        "--bootstrap-kubeconfig",
-        s(&bootstrap),
-        "--root",
-        s(&dir.path().join("b")),
-        "--node-name",
-        "b",
-    ]);
+    let run = bootstrap_join(s(&dir.path().join("b")), "b", &bootstrap, &[]);
     run.fails_with(6, "403");
     assert!(
         run.error_line().contains("bootlet phase secret"),

@@ -6,7 +6,6 @@ mod common;
 use std::time::Duration;
 
 use base64::Engine;
-use bootlet::sandbox::SandboxOptions;
 use common::*;
 use serde_json::{Value, json};
 
@@ -278,16 +277,12 @@ fn the_bootstrap_token_authenticator_applies_every_rule() {
         401,
         "no usage-bootstrap-authentication"
     );
-    let bad_groups = bootlet::token::BootstrapToken::parse("badgrp.0123456789abcdef").unwrap();
-    sb.sb().put(
-        "secrets",
-        "kube-system",
-        bootlet::sandbox::token_secret(
-            &bad_groups,
-            None,
-            &["authentication"],
-            "system:bootstrappers:ok,system:masters",
-        ),
+    let bad_groups = "system:bootstrappers:ok,system:masters";
+    sb.add_token_for(
+        "badgrp.0123456789abcdef",
+        None,
+        &["authentication"],
+        bad_groups,
     );
     assert_eq!(
         create("badgrp.0123456789abcdef", "a8"),
@@ -396,10 +391,7 @@ fn rbac_follows_the_bootstrap_policy_and_the_kubeadm_bindings() {
         403
     );
     // A bare cluster has the default policy but not kubeadm's bindings.
-    let bare = TestSandbox::with(SandboxOptions {
-        bare: true,
-        ..Default::default()
-    });
+    let bare = TestSandbox::configured(|o| o.bare = true);
     token_user(&bare, token, None, &["authentication"]);
     let csr = csr_json(
         "b1",
@@ -569,10 +561,7 @@ fn the_approver_and_signer_follow_the_real_rules() {
             .contains("DNS subjectAltNames are not allowed")
     );
     // Serving CSRs are approved with --auto-approve-serving, and only the node's own.
-    let demo = TestSandbox::with(SandboxOptions {
-        auto_approve_serving: true,
-        ..Default::default()
-    });
+    let demo = TestSandbox::configured(|o| o.auto_approve_serving = true);
     let own = csr_json(
         "s2",
         "system:node:n1",
@@ -825,12 +814,11 @@ fn kubectl_works_against_the_sandbox() {
         assert!(ns.stdout.contains(n));
     }
     let dir = tempfile::tempdir().unwrap();
-    let secret = dir.path().join("token.yaml");
-    std::fs::write(
-        &secret,
+    let secret = write_file(
+        dir.path(),
+        "token.yaml",
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: bootstrap-token-07401b\n  namespace: kube-system\ntype: bootstrap.kubernetes.io/token\nstringData:\n  auth-extra-groups: system:bootstrappers:kubeadm:default-node-token\n  expiration: \"2099-01-01T00:00:00Z\"\n  token-id: 07401b\n  token-secret: f395accd246ae52d\n  usage-bootstrap-authentication: \"true\"\n  usage-bootstrap-signing: \"true\"\n",
-    )
-    .unwrap();
+    );
     let created = sb.kubectl(&["create", "-f", secret.to_str().unwrap()]);
     assert_eq!(created.code, 0, "{}", created.stderr);
     let applied = sb.kubectl(&["apply", "-f", secret.to_str().unwrap()]);
@@ -924,10 +912,7 @@ fn kubectl_works_against_the_sandbox() {
 
 #[test]
 fn faults_latency_and_counters() {
-    let sb = TestSandbox::with(SandboxOptions {
-        fault_rate: 1.0,
-        ..Default::default()
-    });
+    let sb = TestSandbox::configured(|o| o.fault_rate = 1.0);
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..30 {
         let (code, headers, v) = sb.raw(Who::Admin, "GET", "/api/v1/namespaces", None);
@@ -948,17 +933,11 @@ fn faults_latency_and_counters() {
             .0,
         403
     );
-    let slow = TestSandbox::with(SandboxOptions {
-        latency_ms: (150, 150),
-        ..Default::default()
-    });
+    let slow = TestSandbox::configured(|o| o.latency_ms = (150, 150));
     let t = std::time::Instant::now();
     slow.raw(Who::Admin, "GET", "/version", None);
     assert!(t.elapsed() >= Duration::from_millis(150));
-    let drops = TestSandbox::with(SandboxOptions {
-        drop_watch_after: Some(Duration::from_millis(300)),
-        ..Default::default()
-    });
+    let drops = TestSandbox::configured(|o| o.drop_watch_after = Some(Duration::from_millis(300)));
     let t = std::time::Instant::now();
     let events = drops.watch_events(
         Who::Admin,
@@ -1052,16 +1031,7 @@ fn the_demo_joins_a_node_whose_certificates_openssl_accepts() {
             "openssl rejects {pem}"
         );
     }
-    for phase in [
-        "preflight",
-        "token",
-        "discovery",
-        "kubeconfig",
-        "client-csr",
-        "serving-csr",
-        "write-files",
-        "kubelet-config",
-    ] {
+    for phase in JOIN_PHASES {
         assert!(
             run.stdout
                 .lines()

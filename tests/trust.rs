@@ -13,11 +13,7 @@ use std::time::Duration;
 use common::*;
 
 fn one_error_line(run: &Run) -> String {
-    let lines: Vec<&str> = run
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("error: "))
-        .collect();
+    let lines = run.stderr_lines(|l| l.starts_with("error: "));
     assert_eq!(lines.len(), 1, "one error line\n{}", run.stderr);
     lines[0].to_string()
 }
@@ -44,17 +40,7 @@ fn join_with_token(sb: &TestSandbox, root: &Path, token: &str, node: &str) -> Ru
         .unwrap()
         .join(format!("{node}-bootstrap.conf"));
     std::fs::copy(&bootstrap, &keep).unwrap();
-    bootlet(&[
-        "join",
-        "--root",
-        s(root),
-        "--node-name",
-        node,
-        "--bootstrap-kubeconfig",
-        s(&keep),
-        "--approval-timeout",
-        "20s",
-    ])
+    bootstrap_join(s(root), node, &keep, &["--approval-timeout", "20s"])
 }
 
 /// A snapshot of every path under `dir` with its size, mode and mtime.
@@ -79,8 +65,7 @@ fn snapshot(dir: &Path) -> Vec<(String, u64, u32, i64)> {
 fn a_root_joined_to_another_cluster_is_refused_before_any_request() {
     let a = TestSandbox::auto_serving();
     let b = TestSandbox::auto_serving();
-    let work = tempfile::tempdir().unwrap();
-    let root = work.path().join("node");
+    let (work, root) = work_root();
     join_with_token(&a, &root, "aaaaaa.0123456789abcdef", "edge-1").ok();
     let conf = root.join("etc/kubernetes/kubelet.conf");
     let before = snapshot(&root);
@@ -96,20 +81,19 @@ fn a_root_joined_to_another_cluster_is_refused_before_any_request() {
     let requests_before = all_requests(&b);
     let secrets_before = token_secrets(&b);
     let to_b = |root: &Path| {
-        bootlet(&[
-            "join",
-            &b.endpoint(),
-            "--root",
+        join_node(
             s(root),
-            "--node-name",
             "edge-1",
-            "--token-file",
-            s(&token_file),
-            "--discovery-token-ca-cert-hash",
-            &b.pin(),
-            "--approval-timeout",
-            "20s",
-        ])
+            &[
+                &b.endpoint(),
+                "--token-file",
+                s(&token_file),
+                "--discovery-token-ca-cert-hash",
+                &b.pin(),
+                "--approval-timeout",
+                "20s",
+            ],
+        )
     };
     let run = to_b(&root);
     run.fails_with(9, "this root is joined to the cluster at");
@@ -139,15 +123,11 @@ fn a_root_joined_to_another_cluster_is_refused_before_any_request() {
     assert_eq!(snapshot(&root), before, "nothing under the root changed");
 
     // The one-shot admin path is refused the same way, and creates no token Secret in B.
-    let run = bootlet(&[
-        "join",
-        "--root",
+    let run = join_node(
         s(&root),
-        "--node-name",
         "edge-1",
-        "--admin-kubeconfig",
-        s(&b.admin_conf()),
-    ]);
+        &["--admin-kubeconfig", s(&b.admin_conf())],
+    );
     run.fails_with(9, "this root is joined to the cluster at");
     assert_eq!(
         token_secrets(&b),
@@ -156,23 +136,14 @@ fn a_root_joined_to_another_cluster_is_refused_before_any_request() {
     );
 
     // Without discovery input the joined root is simply done, as before.
-    let again = bootlet(&["join", "--root", s(&root), "--node-name", "edge-1"]);
+    let again = join_node(s(&root), "edge-1", &[]);
     again.ok();
     assert!(again.stdout.contains("already done"), "{}", again.stdout);
 
     // The advice: another --root joins B.
     let other = work.path().join("node-b");
     to_b(&other).ok();
-    let who = kubectl_with(
-        &other.join("etc/kubernetes/kubelet.conf"),
-        work.path(),
-        &[
-            "auth",
-            "whoami",
-            "-o",
-            "jsonpath={.status.userInfo.username}",
-        ],
-    );
+    let who = whoami(&other.join("etc/kubernetes/kubelet.conf"), work.path());
     assert_eq!(who.stdout, "system:node:edge-1", "{}", who.stderr);
 }
 
@@ -190,8 +161,7 @@ fn plant(root: &Path, rel: &str, content: &[u8], mode: u32) -> PathBuf {
 #[test]
 fn a_planted_token_file_is_refused_and_never_registered() {
     let sb = TestSandbox::auto_serving();
-    let work = tempfile::tempdir().unwrap();
-    let root = work.path().join("node");
+    let (_work, root) = work_root();
     let planted = "plnt01.0123456789abcdef";
     for mode in [0o644, 0o600] {
         let p = plant(
@@ -200,15 +170,11 @@ fn a_planted_token_file_is_refused_and_never_registered() {
             format!("{planted}\n").as_bytes(),
             mode,
         );
-        let run = bootlet(&[
-            "join",
-            "--root",
+        let run = join_node(
             s(&root),
-            "--node-name",
             "edge-2",
-            "--admin-kubeconfig",
-            s(&sb.admin_conf()),
-        ]);
+            &["--admin-kubeconfig", s(&sb.admin_conf())],
+        );
         run.fails_with(9, "planted or changed outside bootlet");
         let line = one_error_line(&run);
         assert!(line.contains(&p.display().to_string()), "{line}");
@@ -226,15 +192,11 @@ fn a_planted_token_file_is_refused_and_never_registered() {
     }
     std::fs::remove_file(root.join("var/lib/bootlet/bootstrap-token")).unwrap();
     sb.approve_serving_in_background();
-    bootlet(&[
-        "join",
-        "--root",
+    join_node(
         s(&root),
-        "--node-name",
         "edge-2",
-        "--admin-kubeconfig",
-        s(&sb.admin_conf()),
-    ])
+        &["--admin-kubeconfig", s(&sb.admin_conf())],
+    )
     .ok();
     assert!(!token_secrets(&sb).contains(&"bootstrap-token-plnt01".to_string()));
 }
@@ -242,8 +204,7 @@ fn a_planted_token_file_is_refused_and_never_registered() {
 #[test]
 fn a_planted_staging_key_is_refused_and_the_certificate_carries_bootlets_own_key() {
     let sb = TestSandbox::auto_serving();
-    let work = tempfile::tempdir().unwrap();
-    let root = work.path().join("node");
+    let (work, root) = work_root();
     let key = work.path().join("planted.key");
     let made = std::process::Command::new("openssl")
         .args([
@@ -370,13 +331,12 @@ fn lock_path(root: &Path) -> PathBuf {
 
 #[test]
 fn the_lock_is_private_not_followed_sanitized_and_shared_across_tmpdirs() {
-    let work = tempfile::tempdir().unwrap();
-    let root = work.path().join("node");
+    let (work, root) = work_root();
     std::fs::create_dir_all(&root).unwrap();
     let lock = lock_path(&root);
     if bootlet::files::confined::euid() == 0 {
         // Only root may create files where root's locks live.
-        bootlet(&["phase", "token", "--root", s(&root), "--node-name", "n1"]).ok();
+        phase_node("token", s(&root), "n1", &[]).ok();
         let dir = std::fs::metadata(lock.parent().unwrap()).unwrap();
         assert_eq!((dir.uid(), dir.mode() & 0o7777), (0, 0o700));
     }
@@ -395,7 +355,7 @@ fn the_lock_is_private_not_followed_sanitized_and_shared_across_tmpdirs() {
     let victim = work.path().join("victim");
     std::fs::write(&victim, "precious").unwrap();
     std::os::unix::fs::symlink(&victim, &lock).unwrap();
-    let run = bootlet(&["phase", "token", "--root", s(&root), "--node-name", "n1"]);
+    let run = phase_node("token", s(&root), "n1", &[]);
     run.fails_with(9, "is a symbolic link, not bootlet's lock");
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
     std::fs::remove_file(&lock).unwrap();
@@ -417,7 +377,7 @@ fn the_lock_is_private_not_followed_sanitized_and_shared_across_tmpdirs() {
     }
     drop(held);
     std::fs::remove_file(&lock).unwrap();
-    bootlet(&["phase", "token", "--root", s(&root), "--node-name", "n1"]).ok();
+    phase_node("token", s(&root), "n1", &[]).ok();
 }
 
 #[test]
@@ -427,56 +387,36 @@ fn an_expired_stored_token_is_never_reused_or_registered_and_new_token_forces_on
     let root = work.path().join("admin");
     let stored = root.join("var/lib/bootlet/bootstrap-token");
     let id_of = |p: &Path| std::fs::read_to_string(p).unwrap()[..6].to_string();
-    bootlet(&[
-        "phase",
-        "token",
-        "--root",
-        s(&root),
-        "--node-name",
-        "n1",
-        "--token-ttl",
-        "1s",
-    ])
-    .ok();
+    phase_node("token", s(&root), "n1", &["--token-ttl", "1s"]).ok();
     let old = id_of(&stored);
     std::thread::sleep(Duration::from_millis(2100));
-    let run = bootlet(&[
-        "phase",
+    let run = phase_node(
         "secret",
-        "--root",
         s(&root),
-        "--node-name",
         "n1",
-        "--admin-kubeconfig",
-        s(&sb.admin_conf()),
-    ]);
+        &["--admin-kubeconfig", s(&sb.admin_conf())],
+    );
     run.fails_with(10, "phase token produces it");
     assert!(
         !token_secrets(&sb).contains(&format!("bootstrap-token-{old}")),
         "not registered"
     );
     let plan = bootlet(&["plan", "--root", s(&root), "--node-name", "n1"]);
-    assert!(
-        plan.stdout
-            .contains(&format!("the stored token {old}.<redacted> expired at")),
-        "{}",
-        plan.stdout
+    assert_has(
+        &plan.stdout,
+        &format!("the stored token {old}.<redacted> expired at"),
     );
 
-    let run = bootlet(&["phase", "token", "--root", s(&root), "--node-name", "n1"]);
+    let run = phase_node("token", s(&root), "n1", &[]);
     run.ok();
     let fresh = id_of(&stored);
     assert_ne!(fresh, old, "a fresh token replaced the expired one");
-    bootlet(&[
-        "phase",
+    phase_node(
         "secret",
-        "--root",
         s(&root),
-        "--node-name",
         "n1",
-        "--admin-kubeconfig",
-        s(&sb.admin_conf()),
-    ])
+        &["--admin-kubeconfig", s(&sb.admin_conf())],
+    )
     .ok();
     let secret = sb.kubectl(&[
         "-n",
@@ -501,36 +441,21 @@ fn an_expired_stored_token_is_never_reused_or_registered_and_new_token_forces_on
     );
 
     // --new-token replaces even a valid stored token.
-    bootlet(&[
-        "phase",
-        "token",
-        "--root",
-        s(&root),
-        "--node-name",
-        "n1",
-        "--new-token",
-    ])
-    .ok();
+    phase_node("token", s(&root), "n1", &["--new-token"]).ok();
     assert_ne!(id_of(&stored), fresh);
-    bootlet(&[
-        "phase",
+    phase_node(
         "token",
-        "--root",
         s(&root),
-        "--node-name",
         "n1",
-        "--new-token",
-        "--token",
-        "abcdef.0123456789abcdef",
-    ])
+        &["--new-token", "--token", "abcdef.0123456789abcdef"],
+    )
     .fails_with(2, "--new-token generates a token");
 }
 
 #[test]
 fn a_token_in_another_flag_is_refused_before_any_network_use_and_never_echoed() {
     let sb = TestSandbox::auto_serving();
-    let work = tempfile::tempdir().unwrap();
-    let root = work.path().join("node");
+    let (_work, root) = work_root();
     let secret = "s3cr3t0123456789";
     let token = format!("abcdef.{secret}");
     let before = all_requests(&sb);
@@ -656,8 +581,7 @@ fn a_waiting_join_cannot_be_dumped() {
 #[test]
 fn widened_modes_of_installed_credentials_are_repaired_and_foreign_owners_refused() {
     let sb = TestSandbox::auto_serving();
-    let work = tempfile::tempdir().unwrap();
-    let root = work.path().join("node");
+    let (_work, root) = work_root();
     join_with_token(&sb, &root, "modeok.0123456789abcdef", "edge-5").ok();
     let conf = root.join("etc/kubernetes/kubelet.conf");
     let client =
@@ -667,25 +591,19 @@ fn widened_modes_of_installed_credentials_are_repaired_and_foreign_owners_refuse
     }
     let inode = std::fs::metadata(&conf).unwrap().ino();
     let plan = bootlet(&["plan", "--root", s(&root), "--node-name", "edge-5"]);
-    assert!(
-        plan.stdout
-            .contains("/etc/kubernetes/kubelet.conf has mode 0644, wider than 0600"),
-        "{}",
-        plan.stdout
+    assert_has(
+        &plan.stdout,
+        "/etc/kubernetes/kubelet.conf has mode 0644, wider than 0600",
     );
-    let run = bootlet(&["join", "--root", s(&root), "--node-name", "edge-5"]);
+    let run = join_node(s(&root), "edge-5", &[]);
     run.ok();
-    assert!(
-        run.stdout
-            .contains("Repaired the mode of /etc/kubernetes/kubelet.conf: 0644 -> 0600"),
-        "{}",
-        run.stdout
+    assert_has(
+        &run.stdout,
+        "Repaired the mode of /etc/kubernetes/kubelet.conf: 0644 -> 0600",
     );
-    assert!(
-        run.stdout
-            .contains("Repaired the mode of /var/lib/kubelet/pki/kubelet-client-"),
-        "{}",
-        run.stdout
+    assert_has(
+        &run.stdout,
+        "Repaired the mode of /var/lib/kubelet/pki/kubelet-client-",
     );
     assert_eq!((mode(&conf), mode(&client)), (0o600, 0o600));
     assert_eq!(
@@ -693,20 +611,16 @@ fn widened_modes_of_installed_credentials_are_repaired_and_foreign_owners_refuse
         inode,
         "repaired in place, not rewritten"
     );
-    let again = bootlet(&["join", "--root", s(&root), "--node-name", "edge-5"]);
+    let again = join_node(s(&root), "edge-5", &[]);
     again.ok();
     assert!(!again.stdout.contains("Repaired"), "{}", again.stdout);
 
     if bootlet::files::confined::euid() == 0 {
         std::os::unix::fs::chown(&conf, Some(65534), None).unwrap();
-        let run = bootlet(&["join", "--root", s(&root), "--node-name", "edge-5"]);
+        let run = join_node(s(&root), "edge-5", &[]);
         run.fails_with(9, "is owned by uid 65534, not by the running user");
-        assert!(
-            !run.stdout.contains("already done: credentials installed"),
-            "{}",
-            run.stdout
-        );
+        assert_lacks(&run.stdout, "already done: credentials installed");
         std::os::unix::fs::chown(&conf, Some(0), None).unwrap();
-        bootlet(&["join", "--root", s(&root), "--node-name", "edge-5"]).ok();
+        join_node(s(&root), "edge-5", &[]).ok();
     }
 }

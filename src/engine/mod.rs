@@ -11,4 +11,4 @@ pub mod runner;
 pub mod world;
 
 pub use context::Ctx;
-pub use runner::{Command, Outcome, execute};
+pub use runner::{Command, Outcome, execute, execute_since};

@@ -91,9 +91,36 @@ pub struct Report {
     pub error: Option<String>,
     /// Phases in run order.
     pub phases: Vec<PhaseReport>,
+    /// Wall time of the whole command in milliseconds, from the start of `main` (argument parsing,
+    /// settings, lock, planning, every phase and its syncs) to the end of the run.
+    pub total_ms: f64,
+    /// The part of `total_ms` spent outside any phase: `total_ms` = `outside_phases_ms` + the sum of
+    /// the phases' `duration_ms`.
+    pub outside_phases_ms: f64,
+}
+
+/// When this command started: set first thing in `main`, so that the report's total covers
+/// argument parsing and settings too. A library caller that never sets it gets the run's own start.
+static COMMAND_START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// Records the command's start (once; later calls keep the first).
+pub fn mark_command_start() {
+    let _ = COMMAND_START.set(std::time::Instant::now());
+}
+
+/// The start of this command, when `main` marked one.
+pub fn command_start() -> Option<std::time::Instant> {
+    COMMAND_START.get().copied()
 }
 
 impl Report {
+    /// Fills in `total_ms` and `outside_phases_ms` at the end of the run.
+    pub fn account_time(&mut self, started: std::time::Instant) {
+        self.total_ms = started.elapsed().as_secs_f64() * 1e3;
+        let in_phases: f64 = self.phases.iter().map(|p| p.duration_ms).sum();
+        self.outside_phases_ms = (self.total_ms - in_phases).max(0.0);
+    }
+
     /// The report of `name`, created on first use.
     pub fn phase_mut(&mut self, name: &str) -> &mut PhaseReport {
         if let Some(i) = self.phases.iter().position(|p| p.name == name) {

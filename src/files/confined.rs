@@ -185,9 +185,10 @@ pub fn check_dirs(root: &Path, inside_dirs: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// A file written to a temporary name beside its target and made durable, not yet renamed over
-/// it: [`Staged::commit`] makes it visible. The World defers commits of tracked state files until
-/// the journal that records them is written.
+/// A file written to a temporary name beside its target, not yet renamed over it:
+/// [`Staged::commit`] makes it visible. [`stage`] has made it durable already; [`stage_unsynced`]
+/// leaves that to the caller ([`sync_filesystems`] before the commit), which is how the World makes
+/// a whole phase's files durable with one sync.
 #[derive(Debug)]
 pub struct Staged {
     dir: OwnedFd,
@@ -210,6 +211,11 @@ impl Staged {
         )
     }
 
+    /// The directory the file is staged in.
+    pub fn dir(&self) -> &OwnedFd {
+        &self.dir
+    }
+
     /// Removes the temporary file (a write that will not be committed).
     pub fn abandon(self) {
         let _ = rustix::fs::unlinkat(&self.dir, self.temp.as_str(), AtFlags::empty());
@@ -223,6 +229,16 @@ fn temp_name(name: &str, n: u32) -> String {
 /// Writes `contents` with exactly `mode` to a temporary file beside `inside` and fsyncs it.
 /// The mode is set before any byte is written, so a key is never readable by others.
 pub fn stage(root: &Path, inside: &str, contents: &[u8], mode: u32) -> Result<Staged> {
+    stage_with(root, inside, contents, mode, true)
+}
+
+/// Like [`stage`], without the fsync: the caller must make the file durable (with
+/// [`sync_filesystems`]) before it commits it.
+pub fn stage_unsynced(root: &Path, inside: &str, contents: &[u8], mode: u32) -> Result<Staged> {
+    stage_with(root, inside, contents, mode, false)
+}
+
+fn stage_with(root: &Path, inside: &str, contents: &[u8], mode: u32, sync: bool) -> Result<Staged> {
     let (dir_inside, name) = split(inside)?;
     let dir = open_dir(root, dir_inside, true)?.expect("created");
     let mut n = 0;
@@ -253,6 +269,9 @@ pub fn stage(root: &Path, inside: &str, contents: &[u8], mode: u32) -> Result<St
         let mut file = std::fs::File::from(fd);
         file.write_all(contents)
             .map_err(|e| Error::io("write", Path::new(inside), e))?;
+        if !sync {
+            return Ok(());
+        }
         SYNCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         file.sync_all()
             .map_err(|e| Error::io("fsync", Path::new(inside), e))
@@ -325,6 +344,47 @@ pub fn sync_dir(root: &Path, inside_dir: &str) -> Result<()> {
     };
     SYNCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     rustix::fs::fsync(&dir).map_err(|e| io_err("fsync directory", inside_dir, e))
+}
+
+/// Makes everything written to the filesystems holding `dirs` durable: file contents, renames,
+/// links, removals and modes. One `syncfs(2)` per filesystem (usually one for the whole root)
+/// instead of one fsync per file and per directory (docs/decisions.md, "One sync per phase").
+pub fn sync_filesystems<'a>(dirs: impl IntoIterator<Item = &'a OwnedFd>) -> Result<()> {
+    let mut seen = Vec::new();
+    for dir in dirs {
+        let dev = rustix::fs::fstat(dir)
+            .map_err(|e| io_err("stat", "a directory under the root", e))?
+            .st_dev;
+        if seen.contains(&dev) {
+            continue;
+        }
+        seen.push(dev);
+        SYNCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        rustix::fs::syncfs(dir).map_err(|e| io_err("sync the filesystem of", "the root", e))?;
+    }
+    Ok(())
+}
+
+/// Syncs the filesystems of the directories `inside_dirs` under `root` (see [`sync_filesystems`]);
+/// directories that no longer exist are skipped (a removal made them go).
+pub fn sync_dirs_filesystems(root: &Path, inside_dirs: &[String]) -> Result<()> {
+    let mut fds = Vec::new();
+    for d in inside_dirs {
+        let mut at = d.as_str();
+        // A removed directory's parent holds the removal.
+        loop {
+            if let Some(fd) = open_dir(root, at, false)? {
+                fds.push(fd);
+                break;
+            }
+            match at.rfind('/') {
+                Some(0) | None if at == "/" => break,
+                Some(0) | None => at = "/",
+                Some(i) => at = &at[..i],
+            }
+        }
+    }
+    sync_filesystems(fds.iter())
 }
 
 /// `lstat` of `inside`, `None` when absent.

@@ -54,6 +54,11 @@ impl Run {
         self
     }
     /// The `error: ...` line.
+    /// The stderr lines `keep` accepts.
+    pub fn stderr_lines(&self, keep: impl Fn(&str) -> bool) -> Vec<&str> {
+        self.stderr.lines().filter(|l| keep(l)).collect()
+    }
+
     pub fn error_line(&self) -> String {
         self.stderr
             .lines()
@@ -172,6 +177,105 @@ pub fn bootlet(args: &[&str]) -> Run {
     bootlet_env(args, &[])
 }
 
+/// `bootlet join --root ROOT --node-name NODE REST…`: how every test joins a node; `rest` says
+/// where the credentials come from and what else is asked.
+pub fn join_node(root: &str, node: &str, rest: &[&str]) -> Run {
+    bootlet(&[&["join", "--root", root, "--node-name", node], rest].concat())
+}
+
+/// `bootlet phase PHASE --root ROOT --node-name NODE REST…`.
+pub fn phase_node(phase: &str, root: &str, node: &str, rest: &[&str]) -> Run {
+    bootlet(&[&["phase", phase, "--root", root, "--node-name", node], rest].concat())
+}
+
+/// Asserts that `haystack` contains `needle`, showing all of it when not.
+#[track_caller]
+pub fn assert_has(haystack: &str, needle: &str) {
+    assert!(haystack.contains(needle), "{needle:?} not in:\n{haystack}");
+}
+
+/// Asserts that `haystack` does not contain `needle`, showing all of it when it does.
+#[track_caller]
+pub fn assert_lacks(haystack: &str, needle: &str) {
+    assert!(
+        !haystack.contains(needle),
+        "{needle:?} found in:\n{haystack}"
+    );
+}
+
+/// The join workflow's phases in the order they run.
+pub const JOIN_PHASES: [&str; 9] = [
+    "preflight",
+    "token",
+    "secret",
+    "discovery",
+    "kubeconfig",
+    "client-csr",
+    "serving-csr",
+    "write-files",
+    "kubelet-config",
+];
+
+/// `bootlet join` with a bootstrap kubeconfig (the node-side join).
+pub fn bootstrap_join(root: &str, node: &str, bootstrap: &Path, rest: &[&str]) -> Run {
+    join_node(
+        root,
+        node,
+        &[&["--bootstrap-kubeconfig", s(bootstrap)], rest].concat(),
+    )
+}
+
+/// A scratch directory and the node root inside it (not yet created).
+pub fn work_root() -> (tempfile::TempDir, PathBuf) {
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("node");
+    (work, root)
+}
+
+/// Writes `contents` to `dir/name` and returns the path.
+pub fn write_file(dir: &Path, name: &str, contents: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, contents).unwrap();
+    p
+}
+
+/// Runs `command` (not bootlet), asserts that it succeeded and returns its stdout.
+#[track_caller]
+pub fn output_ok(command: &mut Command) -> String {
+    let out = command.output().expect("run the command");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{command:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Starts bootlet with `args` in the background, its output discarded.
+pub fn spawn_quiet(args: &[&str]) -> std::process::Child {
+    Command::new(bin())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Asserts that `text` starts with `prefix`, showing all of it when not.
+#[track_caller]
+pub fn assert_starts(text: &str, prefix: &str) {
+    assert!(
+        text.starts_with(prefix),
+        "does not start with {prefix:?}:\n{text}"
+    );
+}
+
+/// `bootlet renew --root ROOT --node-name NODE REST…`.
+pub fn renew_node(root: &str, node: &str, rest: &[&str]) -> Run {
+    bootlet(&[&["renew", "--root", root, "--node-name", node], rest].concat())
+}
+
 /// Runs bootlet with `args` and extra environment, at -v so that logs are scanned too.
 pub fn bootlet_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut c = Command::new(bin());
@@ -238,10 +342,14 @@ impl TestSandbox {
 
     /// A sandbox that also approves serving CSRs (most node-side tests do not test approval).
     pub fn auto_serving() -> TestSandbox {
-        Self::with(SandboxOptions {
-            auto_approve_serving: true,
-            ..Default::default()
-        })
+        Self::configured(|o| o.auto_approve_serving = true)
+    }
+
+    /// A sandbox with the default options changed by `change`.
+    pub fn configured(change: impl FnOnce(&mut SandboxOptions)) -> TestSandbox {
+        let mut options = SandboxOptions::default();
+        change(&mut options);
+        Self::with(options)
     }
 
     pub fn with(options: SandboxOptions) -> TestSandbox {
@@ -336,17 +444,42 @@ impl TestSandbox {
     }
 
     /// Puts a bootstrap-token Secret straight into the store.
+    /// Registers `token` for authentication and signing, as `kubeadm token create` does.
+    pub fn new_token(&self, token: &str) {
+        self.add_token(token, None, &["authentication", "signing"]);
+    }
+
+    /// Joins a node by token discovery against this sandbox with the CA pin `pin`.
+    pub fn token_join(&self, root: &str, node: &str, token: &str, pin: &str, rest: &[&str]) -> Run {
+        let endpoint = self.endpoint();
+        let how = [
+            endpoint.as_str(),
+            "--token",
+            token,
+            "--discovery-token-ca-cert-hash",
+            pin,
+        ];
+        join_node(root, node, &[&how, rest].concat())
+    }
+
     pub fn add_token(&self, token: &str, expiration: Option<&str>, usages: &[&str]) {
+        let group = bootlet::token::DEFAULT_NODE_TOKEN_GROUP;
+        self.add_token_for(token, expiration, usages, group);
+    }
+
+    /// Registers `token` with its Secret's `auth-extra-groups` set to `groups`.
+    pub fn add_token_for(
+        &self,
+        token: &str,
+        expiration: Option<&str>,
+        usages: &[&str],
+        groups: &str,
+    ) {
         let t = bootlet::token::BootstrapToken::parse(token).unwrap();
         self.sb().put(
             "secrets",
             "kube-system",
-            bootlet::sandbox::token_secret(
-                &t,
-                expiration,
-                usages,
-                bootlet::token::DEFAULT_NODE_TOKEN_GROUP,
-            ),
+            bootlet::sandbox::token_secret(&t, expiration, usages, groups),
         );
     }
 
@@ -410,8 +543,9 @@ pub fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
 }
 
-/// All regular files under `dir` (relative paths), recursively.
-pub fn files_under(dir: &Path) -> Vec<String> {
+/// Every entry under `dir`, recursively (directories too, not followed through links), with its
+/// metadata. An entry that vanishes between listing and stat (a run renaming into place) is left out.
+pub fn walk(dir: &Path) -> Vec<(PathBuf, std::fs::Metadata)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -420,19 +554,62 @@ pub fn files_under(dir: &Path) -> Vec<String> {
         };
         for e in rd.flatten() {
             let p = e.path();
-            // A file may vanish between listing and stat while a run is renaming into place.
             let Ok(meta) = std::fs::symlink_metadata(&p) else {
                 continue;
             };
             if meta.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p.strip_prefix(dir).unwrap().display().to_string());
+                stack.push(p.clone());
             }
+            out.push((p, meta));
         }
     }
+    out
+}
+
+/// The decoded text of `secret`'s data key `k`.
+pub fn secret_text(secret: &serde_json::Value, k: &str) -> String {
+    use base64::Engine;
+    let b64 = secret["data"][k].as_str().unwrap();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    String::from_utf8(bytes).unwrap()
+}
+
+/// All files and links under `dir` (relative paths), recursively.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = walk(dir)
+        .into_iter()
+        .filter(|(_, m)| !m.is_dir())
+        .map(|(p, _)| p.strip_prefix(dir).unwrap().display().to_string())
+        .collect();
     out.sort();
     out
+}
+
+/// A CSR made by openssl (an independent maker) for a new P-256 key, as `dir/name.csr`.
+pub fn openssl_req(dir: &Path, name: &str, subject: &str, sans: Option<&str>) -> PathBuf {
+    let key = dir.join(format!("{name}.key"));
+    let req = dir.join(format!("{name}.csr"));
+    let mut c = Command::new("openssl");
+    c.args(["req", "-new", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:P-256", "-nodes", "-keyout", s(&key)])
+        .args(["-subj", subject, "-multivalue-rdn", "-out", s(&req)]);
+    if let Some(san) = sans {
+        c.args(["-addext", &format!("subjectAltName={san}")]);
+    }
+    output_ok(&mut c);
+    req
+}
+
+/// Who `kubeconfig` authenticates as, by `kubectl auth whoami`.
+pub fn whoami(kubeconfig: &Path, cache_parent: &Path) -> Run {
+    let jsonpath = "jsonpath={.status.userInfo.username}";
+    kubectl_with(
+        kubeconfig,
+        cache_parent,
+        &["auth", "whoami", "-o", jsonpath],
+    )
 }
 
 /// Writes a discovery kubeconfig naming `server` with `ca_pem`.
@@ -615,13 +792,7 @@ impl TestSandbox {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> (u16, serde_json::Value) {
-        let (s, _, v) = self.raw(
-            who,
-            method,
-            path,
-            body.map(|b| ("application/json", serde_json::to_vec(&b).unwrap())),
-        );
-        (s, v)
+        self.json_as(who, &[], method, path, body)
     }
 
     /// Reads watch events from `path` until `n` arrived or `timeout`, whichever first.

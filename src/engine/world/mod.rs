@@ -10,6 +10,12 @@
 //! a regular file, owned by the running user, private when it holds a secret, with the content
 //! bootlet recorded. Their writes are recorded in the journal first and renamed into place only
 //! after it ([`World::flush`]), so a crash never leaves a state file the journal does not know.
+//!
+//! Every write of a phase is staged under a temporary name and made visible at the phase's end:
+//! one sync makes all of them (and the journal) durable, then they are renamed into place in order
+//! (journal, files, links, removals). The renames become durable with the next sync, which is the
+//! next phase's, or at once when something must not be lost ([`World::write_durable`], the end of
+//! the run: [`World::settle`]). docs/decisions.md ("One sync per phase") argues the promise.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -36,9 +42,21 @@ pub struct World {
     allowed_writes: Vec<(String, Option<u32>)>,
     allowed_removes: Vec<String>,
     records: Vec<FileRecord>,
-    pending_syncs: BTreeSet<String>,
+    /// Directories whose renames, links or removals are visible but not yet known durable.
+    unsettled: BTreeSet<String>,
     deferred: Vec<(String, Staged)>,
     deferred_content: BTreeMap<String, Vec<u8>>,
+    deferred_links: Vec<(String, String)>,
+    deferred_removals: Vec<Removal>,
+    /// Paths a deferred removal will remove: absent to this run's reads already.
+    pending_removed: BTreeSet<String>,
+}
+
+/// A removal made at the end of the phase, after its writes are in place.
+#[derive(Debug)]
+enum Removal {
+    File(String),
+    Dir(String),
 }
 
 fn dir_of(inside: &str) -> String {
@@ -63,9 +81,12 @@ impl World {
             allowed_writes: Vec::new(),
             allowed_removes: Vec::new(),
             records: Vec::new(),
-            pending_syncs: BTreeSet::new(),
+            unsettled: BTreeSet::new(),
             deferred: Vec::new(),
             deferred_content: BTreeMap::new(),
+            deferred_links: Vec::new(),
+            deferred_removals: Vec::new(),
+            pending_removed: BTreeSet::new(),
         }
     }
 
@@ -111,47 +132,108 @@ impl World {
         Ok(())
     }
 
-    /// Makes this phase's writes, links and removals durable: the journal first (when it has
-    /// changed, or a state file waits for it), then the state files it records are renamed into
-    /// place, then one fsync per directory touched.
+    /// Puts this phase's writes, links and removals in place: the journal (when it has changed, or a
+    /// state file waits for it) is staged with them, one sync makes all the staged files durable,
+    /// then they are renamed in (the journal first), links made and removals done. Those renames
+    /// are durable after the next sync ([`World::settle`]). A dry-run does not sync: nothing in its
+    /// directory is a credential anything uses.
     pub fn flush(&mut self) -> Result<()> {
         files::blocking(|| {
+            let root = self.write_root().to_path_buf();
             if !self.journal_retired && (self.journal_dirty || !self.deferred.is_empty()) {
                 let text = self.journal.render()?;
                 let path = self.layout.path("journal").to_string();
-                confined::write(
-                    self.write_root(),
+                let staged = confined::stage_unsynced(
+                    &root,
                     &path,
                     text.as_bytes(),
                     files::SECRET_FILE_MODE,
                 )?;
-                self.pending_syncs.insert(dir_of(&path));
+                self.deferred.insert(0, (path, staged));
                 self.journal_dirty = false;
+            }
+            if !self.is_dry_run() && !self.deferred.is_empty() {
+                confined::sync_filesystems(self.deferred.iter().map(|(_, s)| s.dir()))?;
             }
             for (inside, staged) in std::mem::take(&mut self.deferred) {
                 staged.commit()?;
                 self.journal.settle_file(&inside);
+                self.unsettled.insert(dir_of(&inside));
             }
             self.deferred_content.clear();
-            let root = self.write_root().to_path_buf();
-            for d in std::mem::take(&mut self.pending_syncs) {
-                confined::sync_dir(&root, &d)?;
+            for (inside, target) in std::mem::take(&mut self.deferred_links) {
+                confined::symlink(&root, &inside, &target)?;
+                self.unsettled.insert(dir_of(&inside));
             }
+            for removal in std::mem::take(&mut self.deferred_removals) {
+                match removal {
+                    Removal::File(inside) => {
+                        confined::remove(&root, &inside)?;
+                        self.unsettled.insert(dir_of(&inside));
+                        if self.journal.files.contains_key(&inside) {
+                            // Written with the next flush; until then the ledger names a file
+                            // that is gone, which no reader minds.
+                            self.journal.forget_file(&inside);
+                            self.journal_dirty = true;
+                        }
+                    }
+                    Removal::Dir(inside) => {
+                        confined::remove_dir(&root, &inside)?;
+                        self.unsettled.insert(dir_of(&inside));
+                    }
+                }
+            }
+            self.pending_removed.clear();
             Ok(())
         })
     }
 
-    /// Writes like [`World::write`] and makes it durable before returning, for a file that must be
-    /// on disk before the phase acts on it (a key, before its CSR is sent).
-    pub fn write_durable(&mut self, inside: &str, contents: &[u8], mode: u32) -> Result<()> {
-        self.write(inside, contents, mode)?;
-        self.flush()
+    /// Makes every rename, link, removal and mode change made so far durable (one sync per
+    /// filesystem): before a promise that depends on them (a CSR sent for a key) and at the end of
+    /// a run, failed or not.
+    pub fn settle(&mut self) -> Result<()> {
+        if self.unsettled.is_empty() {
+            return Ok(());
+        }
+        let dirs: Vec<String> = std::mem::take(&mut self.unsettled).into_iter().collect();
+        if self.is_dry_run() {
+            return Ok(());
+        }
+        let root = self.write_root().to_path_buf();
+        files::blocking(|| confined::sync_dirs_filesystems(&root, &dirs))
     }
 
-    /// Marks the journal for saving with the next [`World::flush`]; `durable_now` flushes at once.
+    /// Ends the run's file work: a journal change still waiting (a ledger entry whose file the last
+    /// flush removed) is written, and everything is made durable.
+    pub fn finish(&mut self) -> Result<()> {
+        if self.journal_dirty && !self.journal_retired && self.journal_exists_or_changed() {
+            self.flush()?;
+        }
+        self.settle()
+    }
+
+    fn journal_exists_or_changed(&self) -> bool {
+        !self.unsettled.is_empty() || self.exists(self.layout.path("journal"))
+    }
+
+    /// Writes like [`World::write`] and makes it durable, in place, before returning, for a file
+    /// that must be on disk before the phase acts on it (a key, before its CSR is sent).
+    pub fn write_durable(&mut self, inside: &str, contents: &[u8], mode: u32) -> Result<()> {
+        self.write(inside, contents, mode)?;
+        self.flush()?;
+        self.settle()
+    }
+
+    /// Marks the journal for saving with the next [`World::flush`]; `durable_now` puts it in place
+    /// and makes it durable at once.
     pub fn save_journal(&mut self, durable_now: bool) -> Result<()> {
         self.journal_dirty = true;
-        if durable_now { self.flush() } else { Ok(()) }
+        if durable_now {
+            self.flush()?;
+            self.settle()
+        } else {
+            Ok(())
+        }
     }
 
     /// The layout (of the real root).
@@ -217,22 +299,17 @@ impl World {
         self.check_write(inside, Some(mode))?;
         let root = self.write_root().to_path_buf();
         let sha256 = crate::pki::sha256_hex(contents);
+        let staged = files::blocking(|| confined::stage_unsynced(&root, inside, contents, mode))?;
         if self.layout.is_tracked_state(inside) {
-            let staged = files::blocking(|| confined::stage(&root, inside, contents, mode))?;
             self.journal.intend_file(inside, &sha256);
-            self.journal_dirty = true;
-            if let Some(i) = self.deferred.iter().position(|(p, _)| p == inside) {
-                self.deferred.remove(i).1.abandon();
-            }
-            self.deferred.push((inside.to_string(), staged));
-            self.deferred_content
-                .insert(inside.to_string(), contents.to_vec());
         } else {
-            files::blocking(|| confined::write(&root, inside, contents, mode))?;
             self.journal.record_file(inside, &sha256);
-            self.journal_dirty = true;
         }
-        self.pending_syncs.insert(dir_of(inside));
+        self.journal_dirty = true;
+        self.abandon_deferred(inside);
+        self.deferred.push((inside.to_string(), staged));
+        self.deferred_content
+            .insert(inside.to_string(), contents.to_vec());
         self.dry_removed.remove(inside);
         self.records.push(FileRecord {
             path: inside.to_string(),
@@ -243,6 +320,18 @@ impl World {
             target: None,
         });
         Ok(())
+    }
+
+    /// Drops a write or removal of `inside` staged earlier in this phase (a later one replaces it).
+    fn abandon_deferred(&mut self, inside: &str) {
+        if let Some(i) = self.deferred.iter().position(|(p, _)| p == inside) {
+            self.deferred.remove(i).1.abandon();
+        }
+        self.deferred_content.remove(inside);
+        self.deferred_links.retain(|(p, _)| p != inside);
+        self.deferred_removals
+            .retain(|r| !matches!(r, Removal::File(p) if p == inside));
+        self.pending_removed.remove(inside);
     }
 
     /// Writes unless `inside` already holds exactly `contents` with `mode`; returns whether it
@@ -274,7 +363,7 @@ impl World {
         }
         let root = self.layout.root().to_path_buf();
         files::blocking(|| confined::set_mode(&root, inside, mode))?;
-        self.pending_syncs.insert(dir_of(inside));
+        self.unsettled.insert(dir_of(inside));
         self.records.push(FileRecord {
             path: inside.to_string(),
             kind: "mode".into(),
@@ -294,11 +383,11 @@ impl World {
         {
             return Ok(false);
         }
-        let root = self.write_root().to_path_buf();
-        files::blocking(|| confined::symlink(&root, inside, target))?;
+        self.abandon_deferred(inside);
+        self.deferred_links
+            .push((inside.to_string(), target.to_string()));
         self.journal.record_link(inside, target);
         self.journal_dirty = true;
-        self.pending_syncs.insert(dir_of(inside));
         self.dry_removed.remove(inside);
         let content = self.read(&sibling(inside, target))?.unwrap_or_default();
         self.records.push(FileRecord {
@@ -327,21 +416,25 @@ impl World {
         if !self.exists(inside) {
             return Ok(false);
         }
-        if self.journal.files.contains_key(inside) {
+        // The ledger forgets the file only once it is gone (`flush`): a journal that no longer
+        // records a state file still on disk would make the next run distrust it.
+        let forget_now = self.is_dry_run() && self.journal.files.contains_key(inside);
+        if forget_now {
             self.journal.forget_file(inside);
             self.journal_dirty = true;
         }
-        // Removals are made durable together when the phase ends (`flush`): one directory sync per
-        // directory instead of one per file. A removal lost to a crash is redone by the next run.
+        // Removals happen when the phase ends (`flush`), after its writes are in place: a run
+        // stopped in between never leaves the old file gone and the new one not yet there. A
+        // removal lost to a crash is redone by the next run.
+        self.abandon_deferred(inside);
         if self.is_dry_run() {
             self.dry_removed.insert(inside.to_string());
             let root = self.write_root().to_path_buf();
             files::blocking(|| confined::remove(&root, inside))?;
         } else {
-            let root = self.layout.root().to_path_buf();
-            if files::blocking(|| confined::remove(&root, inside))? {
-                self.pending_syncs.insert(dir_of(inside));
-            }
+            self.pending_removed.insert(inside.to_string());
+            self.deferred_removals
+                .push(Removal::File(inside.to_string()));
         }
         self.records.push(FileRecord {
             path: inside.to_string(),
@@ -366,7 +459,7 @@ impl World {
             self.dry_removed.insert(inside.clone());
             files::blocking(|| confined::remove(&root, &inside))?;
         } else if files::blocking(|| confined::remove(&root, &inside))? {
-            self.pending_syncs.insert(dir_of(&inside));
+            self.unsettled.insert(dir_of(&inside));
         }
         self.records.push(FileRecord {
             path: inside,
@@ -399,7 +492,8 @@ impl World {
             d.all(|e| {
                 e.is_ok_and(|e| {
                     let name = e.file_name().to_string_lossy().into_owned();
-                    self.dry_removed.contains(&format!("{inside}/{name}"))
+                    let entry = format!("{inside}/{name}");
+                    self.dry_removed.contains(&entry) || self.pending_removed.contains(&entry)
                 })
             })
         });
@@ -407,10 +501,9 @@ impl World {
             return Ok(false);
         }
         if !self.is_dry_run() {
-            let root = self.layout.root().to_path_buf();
-            let parent = dir_of(inside);
-            files::blocking(|| confined::remove_dir(&root, inside))?;
-            self.pending_syncs.insert(parent);
+            self.pending_removed.insert(inside.to_string());
+            self.deferred_removals
+                .push(Removal::Dir(inside.to_string()));
         } else {
             self.dry_removed.insert(inside.to_string());
         }
@@ -496,6 +589,12 @@ mod tests {
         );
         assert_eq!(w.read("/etc/old.conf").unwrap().unwrap(), b"old");
         w.write("/etc/new.conf", b"new", 0o600).unwrap();
+        assert!(
+            !dry.path().join("etc/new.conf").exists(),
+            "staged until the phase ends"
+        );
+        assert_eq!(w.read("/etc/new.conf").unwrap().unwrap(), b"new");
+        w.flush().unwrap();
         assert!(!root.path().join("etc/new.conf").exists());
         assert!(dry.path().join("etc/new.conf").exists());
         assert!(w.remove("/etc/old.conf").unwrap());

@@ -12,6 +12,9 @@ use crate::files::confined::{self, Meta};
 impl World {
     /// Which root holds `inside` in this world (the dry-run directory first), if any.
     pub(super) fn root_holding(&self, inside: &str) -> Option<&Path> {
+        if self.pending_removed.contains(inside) {
+            return None;
+        }
         if let Some(d) = &self.dry_dir {
             if self.dry_removed.contains(inside) {
                 return None;
@@ -38,6 +41,9 @@ impl World {
     pub fn read(&self, inside: &str) -> Result<Option<Vec<u8>>> {
         if let Some(c) = self.deferred_content.get(inside) {
             return Ok(Some(c.clone()));
+        }
+        if let Some((_, target)) = self.deferred_links.iter().rev().find(|(p, _)| p == inside) {
+            return self.read(&super::sibling(inside, target));
         }
         if self.layout.is_tracked_state(inside) {
             return self.read_state(inside);
@@ -144,6 +150,12 @@ impl World {
 
     /// The target of the symlink `inside`, if it is one.
     pub fn read_link(&self, inside: &str) -> Option<String> {
+        if let Some((_, target)) = self.deferred_links.iter().rev().find(|(p, _)| p == inside) {
+            return Some(target.clone());
+        }
+        if self.deferred_content.contains_key(inside) {
+            return None;
+        }
         let p = self.read_host_path(inside)?;
         std::fs::read_link(p)
             .ok()
@@ -152,7 +164,9 @@ impl World {
 
     /// Whether `inside` exists (as anything).
     pub fn exists(&self, inside: &str) -> bool {
-        self.deferred_content.contains_key(inside) || self.read_host_path(inside).is_some()
+        self.deferred_content.contains_key(inside)
+            || self.deferred_links.iter().any(|(p, _)| p == inside)
+            || self.read_host_path(inside).is_some()
     }
 
     /// Mode and owner of `inside` (following a link at its end), if it exists.

@@ -1,0 +1,80 @@
+//! The sync budget of a node-side join, counted in-process (this test binary holds only this test,
+//! so nothing else moves the process-wide counter), and what the syncs must still guarantee.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+
+use bootlet::engine::{Command, execute};
+use bootlet::output::Output;
+use bootlet::settings::{Options, Settings};
+use common::*;
+
+/// The budget from the performance issue: at most 14 syncs (fsync or syncfs) per node-side join.
+const SYNC_BUDGET: u64 = 14;
+
+fn node_join(sb: &TestSandbox, token: &str, node: &str) -> (tempfile::TempDir, u64) {
+    let (dir, bootstrap, root) = sb.token_node(token);
+    let settings = Settings::resolve(
+        Options {
+            root: Some(root),
+            node_name: Some(node.into()),
+            bootstrap_kubeconfig: Some(bootstrap),
+            ..Default::default()
+        },
+        None,
+    )
+    .unwrap();
+    let before = bootlet::files::SYNCS.load(Ordering::Relaxed);
+    let outcome = sb
+        .rt
+        .block_on(execute(Command::join(), settings, Output::quiet()));
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    let syncs = bootlet::files::SYNCS.load(Ordering::Relaxed) - before;
+    let report = &outcome.report;
+    let in_phases: f64 = report.phases.iter().map(|p| p.duration_ms).sum();
+    assert!(
+        (report.total_ms - in_phases - report.outside_phases_ms).abs() < 0.01,
+        "the parts add up to the total: {} = {in_phases} + {}",
+        report.total_ms,
+        report.outside_phases_ms
+    );
+    (dir, syncs)
+}
+
+#[test]
+fn a_node_side_join_stays_within_its_sync_budget_and_leaves_every_credential_in_place() {
+    let sb = TestSandbox::auto_serving();
+    for (i, token) in ["sync01.0123456789abcdef", "sync02.0123456789abcdef"]
+        .iter()
+        .enumerate()
+    {
+        let node = format!("sync-{i}");
+        let (dir, syncs) = node_join(&sb, token, &node);
+        assert!(
+            syncs <= SYNC_BUDGET,
+            "{syncs} syncs for one node-side join (budget {SYNC_BUDGET})"
+        );
+        assert!(
+            syncs >= 4,
+            "{syncs} syncs cannot make two keys durable before their CSRs"
+        );
+        let root = dir.path().join("node");
+        let ca = root.join("etc/kubernetes/pki/ca.crt");
+        for pem in ["kubelet-client-current.pem", "kubelet-server-current.pem"] {
+            let p = root.join("var/lib/kubelet/pki").join(pem);
+            assert!(openssl_verify(&ca, &p), "{pem} does not verify");
+            assert_eq!(mode(&p), 0o600, "{pem}");
+        }
+        assert_eq!(mode(&root.join("etc/kubernetes/kubelet.conf")), 0o600);
+        assert!(
+            !root.join("etc/kubernetes/bootstrap-kubelet.conf").exists(),
+            "the bootstrap kubeconfig is removed once the node has its own"
+        );
+        let left: Vec<String> = files_under(&root)
+            .into_iter()
+            .filter(|f| f.contains(".bootlet-tmp-"))
+            .collect();
+        assert!(left.is_empty(), "temporary files left behind: {left:?}");
+    }
+}
