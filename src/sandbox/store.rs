@@ -5,10 +5,14 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use serde_json::{Value, json};
-use tokio::sync::broadcast;
+use std::collections::HashMap;
 
-/// How many events the history keeps for watch replay.
-pub const HISTORY: usize = 20_000;
+use tokio::sync::{broadcast, mpsc};
+
+/// How many events the history keeps for watch replay; an older resourceVersion gets 410 Gone and
+/// the client relists, as from kube-apiserver's watch cache (`--default-watch-cache-size`, 100 per
+/// resource there). Each event holds its object, so this bounds the sandbox's memory in a storm.
+pub const HISTORY: usize = 4_096;
 
 /// (resource plural, namespace or "", name).
 pub type Key = (String, String, String);
@@ -35,6 +39,29 @@ pub struct Store {
     objects: BTreeMap<Key, Value>,
     history: VecDeque<Event>,
     tx: broadcast::Sender<Event>,
+    /// Watches pinned to one object (`fieldSelector=metadata.name=…`, how a node waits for its
+    /// CSR), by (resource, name): they hear only that object's events. Through the broadcast,
+    /// a thousand waiting nodes would each wake for every node's events.
+    named: HashMap<(String, String), Vec<mpsc::UnboundedSender<Event>>>,
+}
+
+/// What a watch hears: every event of the store, or only one object's.
+pub enum Subscription {
+    /// Every event (filtered by the watch).
+    All(broadcast::Receiver<Event>),
+    /// The events of one object.
+    Named(mpsc::UnboundedReceiver<Event>),
+}
+
+impl Subscription {
+    /// The next event; `None` when the watch fell behind (it ends, and the client resumes from
+    /// its last resourceVersion) or the store is gone.
+    pub async fn recv(&mut self) -> Option<Event> {
+        match self {
+            Subscription::All(rx) => rx.recv().await.ok(),
+            Subscription::Named(rx) => rx.recv().await,
+        }
+    }
 }
 
 /// Failure of a store operation, mapped to a Status by the API layer.
@@ -96,6 +123,7 @@ impl Store {
             objects: BTreeMap::new(),
             history: VecDeque::new(),
             tx,
+            named: HashMap::new(),
         }
     }
 
@@ -104,9 +132,24 @@ impl Store {
         self.rv
     }
 
-    /// Subscribes to future events.
+    /// Subscribes to every future event (the controllers).
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.tx.subscribe()
+    }
+
+    /// Subscribes a watch to future events: of the object `name` of `resource` only, when given.
+    pub fn subscribe_watch(&mut self, resource: &str, name: Option<&str>) -> Subscription {
+        match name {
+            None => Subscription::All(self.tx.subscribe()),
+            Some(name) => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                self.named
+                    .entry((resource.to_string(), name.to_string()))
+                    .or_default()
+                    .push(tx);
+                Subscription::Named(rx)
+            }
+        }
     }
 
     /// Events after `rv` for `resource`, or `None` when `rv` is older than the history.
@@ -178,6 +221,14 @@ impl Store {
         self.history.push_back(ev.clone());
         if self.history.len() > HISTORY {
             self.history.pop_front();
+        }
+        let name = ev.object["metadata"]["name"].as_str().unwrap_or_default();
+        let key = (ev.resource.clone(), name.to_string());
+        if let Some(watchers) = self.named.get_mut(&key) {
+            watchers.retain(|w| w.send(ev.clone()).is_ok());
+            if watchers.is_empty() {
+                self.named.remove(&key);
+            }
         }
         let _ = self.tx.send(ev);
     }

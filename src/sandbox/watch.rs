@@ -72,7 +72,7 @@ pub fn serve(
         .unwrap_or(Duration::from_secs(1800));
     let mut first = true;
     let (initial, mut rx_events, mut last_rv) = {
-        let store = state.store.lock().expect("store");
+        let mut store = state.store.lock().expect("store");
         let current = store.resource_version();
         let initial: Result<Vec<Bytes>, Bytes> = if from.is_empty() || from == "0" {
             Ok(store
@@ -101,7 +101,11 @@ pub fn serve(
                 )),
             }
         };
-        (initial, store.subscribe(), current)
+        (
+            initial,
+            store.subscribe_watch(t.def.plural, sel.pinned_name()),
+            current,
+        )
     };
     let mut shutdown = state.shutdown.clone();
     let drop_after = state.options.drop_watch_after;
@@ -136,7 +140,7 @@ pub fn serve(
                     if tx.send(Ok(Frame::data(enc.line(&t, "BOOKMARK", &obj, last_rv, &mut first)))).await.is_err() { return; }
                 }
                 ev = rx_events.recv() => match ev {
-                    Ok(ev) => {
+                    Some(ev) => {
                         if ev.rv <= last_rv { continue; }
                         last_rv = ev.rv;
                         if event_matches(&ev, &t, &sel) && tx.send(Ok(Frame::data(enc.line(&t, ev.kind, &ev.object, ev.rv, &mut first)))).await.is_err() {
@@ -144,7 +148,7 @@ pub fn serve(
                         }
                     }
                     // Fell behind: end the watch; the client resumes from its last resourceVersion.
-                    Err(_) => return,
+                    None => return,
                 }
             }
         }
