@@ -1,5 +1,6 @@
-//! The sync budget of a node-side join, counted in-process (this test binary holds only this test,
-//! so nothing else moves the process-wide counter), and what the syncs must still guarantee.
+//! The sync budget of a node-side join, counted in-process (the tests of this binary run one at a
+//! time, so nothing else moves the process-wide counter), and what the syncs must still guarantee;
+//! the per-file mode (`BOOTLET_SYNC=per-file`) joins the same node.
 
 mod common;
 
@@ -9,6 +10,10 @@ use bootlet::engine::{Command, execute};
 use bootlet::output::Output;
 use bootlet::settings::{Options, Settings};
 use common::*;
+
+/// The sync counter is process-wide: the tests here run one at a time, so that no other test's
+/// sandbox (which writes its admin.conf durably) is counted in a join's budget.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The budget from the performance issue: at most 14 syncs (fsync or syncfs) per node-side join.
 const SYNC_BUDGET: u64 = 14;
@@ -44,6 +49,7 @@ fn node_join(sb: &TestSandbox, token: &str, node: &str) -> (tempfile::TempDir, u
 
 #[test]
 fn a_node_side_join_stays_within_its_sync_budget_and_leaves_every_credential_in_place() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let sb = TestSandbox::auto_serving();
     for (i, token) in ["sync01.0123456789abcdef", "sync02.0123456789abcdef"]
         .iter()
@@ -77,4 +83,32 @@ fn a_node_side_join_stays_within_its_sync_budget_and_leaves_every_credential_in_
             .collect();
         assert!(left.is_empty(), "temporary files left behind: {left:?}");
     }
+}
+
+#[test]
+fn the_per_file_sync_mode_joins_the_same_node() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let sb = TestSandbox::auto_serving();
+    let (dir, bootstrap, root) = sb.token_node("pfsync.0123456789abcdef");
+    let args = [
+        "join",
+        "--root",
+        s(&root),
+        "--node-name",
+        "per-file-1",
+        "--bootstrap-kubeconfig",
+        s(&bootstrap),
+    ];
+    let run = bootlet_env(&args, &[("BOOTLET_SYNC", "per-file")]);
+    run.ok();
+    assert_has(&run.stdout, "This node has joined the cluster");
+    let ca = root.join("etc/kubernetes/pki/ca.crt");
+    for pem in ["kubelet-client-current.pem", "kubelet-server-current.pem"] {
+        assert!(openssl_verify(
+            &ca,
+            &root.join("var/lib/kubelet/pki").join(pem)
+        ));
+    }
+    let who = whoami(&root.join("etc/kubernetes/kubelet.conf"), dir.path());
+    assert_eq!(who.stdout, "system:node:per-file-1", "{}", who.stderr);
 }

@@ -216,6 +216,15 @@ impl Staged {
         &self.dir
     }
 
+    /// fsyncs the staged file (for [`SyncMode::PerFile`]).
+    pub fn sync(&self) -> Result<()> {
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(&self.dir, self.temp.as_str(), flags, Mode::empty())
+            .map_err(|e| io_err("open", &self.shown, e))?;
+        SYNCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        rustix::fs::fsync(&fd).map_err(|e| io_err("fsync", &self.shown, e))
+    }
+
     /// Removes the temporary file (a write that will not be committed).
     pub fn abandon(self) {
         let _ = rustix::fs::unlinkat(&self.dir, self.temp.as_str(), AtFlags::empty());
@@ -344,6 +353,26 @@ pub fn sync_dir(root: &Path, inside_dir: &str) -> Result<()> {
     };
     SYNCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     rustix::fs::fsync(&dir).map_err(|e| io_err("fsync directory", inside_dir, e))
+}
+
+/// How staged files and renames are made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// One `syncfs(2)` per filesystem and sync point (the default).
+    Filesystem,
+    /// One fsync per file and per directory (`BOOTLET_SYNC=per-file`): for a root whose filesystem
+    /// other programs keep busy, where a `syncfs` would wait for their writeback too.
+    PerFile,
+}
+
+impl SyncMode {
+    /// The mode `BOOTLET_SYNC` asks for (`per-file`; anything else is the default).
+    pub fn from_env() -> SyncMode {
+        match std::env::var("BOOTLET_SYNC").as_deref() {
+            Ok("per-file") => SyncMode::PerFile,
+            _ => SyncMode::Filesystem,
+        }
+    }
 }
 
 /// Makes everything written to the filesystems holding `dirs` durable: file contents, renames,

@@ -50,6 +50,7 @@ pub struct World {
     deferred_removals: Vec<Removal>,
     /// Paths a deferred removal will remove: absent to this run's reads already.
     pending_removed: BTreeSet<String>,
+    sync_mode: confined::SyncMode,
 }
 
 /// A removal made at the end of the phase, after its writes are in place.
@@ -87,6 +88,7 @@ impl World {
             deferred_links: Vec::new(),
             deferred_removals: Vec::new(),
             pending_removed: BTreeSet::new(),
+            sync_mode: confined::SyncMode::from_env(),
         }
     }
 
@@ -153,7 +155,16 @@ impl World {
                 self.journal_dirty = false;
             }
             if !self.is_dry_run() && !self.deferred.is_empty() {
-                confined::sync_filesystems(self.deferred.iter().map(|(_, s)| s.dir()))?;
+                match self.sync_mode {
+                    confined::SyncMode::Filesystem => {
+                        confined::sync_filesystems(self.deferred.iter().map(|(_, s)| s.dir()))?
+                    }
+                    confined::SyncMode::PerFile => {
+                        for (_, staged) in &self.deferred {
+                            staged.sync()?;
+                        }
+                    }
+                }
             }
             for (inside, staged) in std::mem::take(&mut self.deferred) {
                 staged.commit()?;
@@ -200,7 +211,12 @@ impl World {
             return Ok(());
         }
         let root = self.write_root().to_path_buf();
-        files::blocking(|| confined::sync_dirs_filesystems(&root, &dirs))
+        files::blocking(|| match self.sync_mode {
+            confined::SyncMode::Filesystem => confined::sync_dirs_filesystems(&root, &dirs),
+            confined::SyncMode::PerFile => {
+                dirs.iter().try_for_each(|d| confined::sync_dir(&root, d))
+            }
+        })
     }
 
     /// Ends the run's file work: a journal change still waiting (a ledger entry whose file the last
