@@ -77,10 +77,7 @@ fn a_node_side_join_stays_within_its_sync_budget_and_leaves_every_credential_in_
             !root.join("etc/kubernetes/bootstrap-kubelet.conf").exists(),
             "the bootstrap kubeconfig is removed once the node has its own"
         );
-        let left: Vec<String> = files_under(&root)
-            .into_iter()
-            .filter(|f| f.contains(".bootlet-tmp-"))
-            .collect();
+        let left = temp_files_under(&root);
         assert!(left.is_empty(), "temporary files left behind: {left:?}");
     }
 }
@@ -90,15 +87,8 @@ fn the_per_file_sync_mode_joins_the_same_node() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let sb = TestSandbox::auto_serving();
     let (dir, bootstrap, root) = sb.token_node("pfsync.0123456789abcdef");
-    let args = [
-        "join",
-        "--root",
-        s(&root),
-        "--node-name",
-        "per-file-1",
-        "--bootstrap-kubeconfig",
-        s(&bootstrap),
-    ];
+    let node = ["join", "--root", s(&root), "--node-name", "per-file-1"];
+    let args = [&node[..], &["--bootstrap-kubeconfig", s(&bootstrap)]].concat();
     let run = bootlet_env(&args, &[("BOOTLET_SYNC", "per-file")]);
     run.ok();
     assert_has(&run.stdout, "This node has joined the cluster");

@@ -583,10 +583,7 @@ fn killed_anywhere_in_the_offline_phases_a_rerun_resumes_and_finishes() {
     for p in ["token", "discovery", "kubeconfig"] {
         assert_has(&again.stdout, &format!("[{p}] already done"));
     }
-    let stray: Vec<String> = files_under(&node)
-        .into_iter()
-        .filter(|f| f.contains(".bootlet-tmp-"))
-        .collect();
+    let stray = temp_files_under(&node);
     assert!(stray.is_empty(), "temporary files left behind: {stray:?}");
 }
 

@@ -278,28 +278,26 @@ pub fn renew_node(root: &str, node: &str, rest: &[&str]) -> Run {
 
 /// Runs bootlet with `args` and extra environment, at -v so that logs are scanned too.
 pub fn bootlet_env(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut c = Command::new(bin());
-    c.arg("-v")
-        .args(args)
-        .env_remove("BOOTLET_TOKEN")
-        .env_remove("KRUSTLET_DATA_DIR")
-        .stdin(Stdio::null());
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let secrets: Vec<&str> = env.iter().map(|(_, v)| *v).collect();
-    record(&c.output().expect("run bootlet"), args, &secrets)
+    run_bootlet(&[&["-v"][..], args].concat(), args, env, &[])
 }
 
 /// Runs bootlet as an operator would, without `-v` (what the default verbosity prints), with
 /// extra environment.
 pub fn bootlet_plain(args: &[&str], env: &[(&str, &str)]) -> Run {
+    run_bootlet(args, args, env, &["NO_COLOR"])
+}
+
+/// Runs the binary with `argv` (recorded as `args`), no inherited token or Krustlet directory (nor
+/// the variables in `unset`), stdin closed, and `env` added.
+fn run_bootlet(argv: &[&str], args: &[&str], env: &[(&str, &str)], unset: &[&str]) -> Run {
     let mut c = Command::new(bin());
-    c.args(args)
+    c.args(argv)
         .env_remove("BOOTLET_TOKEN")
         .env_remove("KRUSTLET_DATA_DIR")
-        .env_remove("NO_COLOR")
         .stdin(Stdio::null());
+    for k in unset {
+        c.env_remove(k);
+    }
     for (k, v) in env {
         c.env(k, v);
     }
@@ -585,6 +583,13 @@ pub fn files_under(dir: &Path) -> Vec<String> {
         .collect();
     out.sort();
     out
+}
+
+/// The temporary files a writer left under `dir` (there should be none once a run ended).
+pub fn temp_files_under(dir: &Path) -> Vec<String> {
+    let mut files = files_under(dir);
+    files.retain(|f| f.contains(bootlet::files::TEMP_PREFIX));
+    files
 }
 
 /// A CSR made by openssl (an independent maker) for a new P-256 key, as `dir/name.csr`.
