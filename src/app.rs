@@ -119,6 +119,7 @@ fn init_logging(verbose: u8) {
 
 /// The async runtime of the commands that serve (the sandbox, the demo's in-process control plane):
 /// two workers, so that a slow request does not hold up the others.
+#[cfg(feature = "sandbox")]
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
