@@ -100,12 +100,27 @@ pub fn parse_pem(pem: &[u8]) -> Result<CsrInfo> {
     parse_der(der.as_ref())
 }
 
+/// Parses a PEM request whose signature was verified when it was accepted, without verifying it
+/// again: a stored CSR's request cannot change, and kube-controller-manager's csrapprover reads it
+/// the same way (`ParseCSR`, no `CheckSignature`); the signer still verifies before it signs.
+pub fn parse_pem_verified_before(pem: &[u8]) -> Result<CsrInfo> {
+    let der = CertificateSigningRequestDer::from_pem_slice(pem)
+        .map_err(|_| Error::invalid("the request is not a PEM \"CERTIFICATE REQUEST\" block"))?;
+    parse_der_with(der.as_ref(), false)
+}
+
 /// Parses a DER PKCS#10 request and verifies its signature.
 pub fn parse_der(der: &[u8]) -> Result<CsrInfo> {
+    parse_der_with(der, true)
+}
+
+fn parse_der_with(der: &[u8], verify: bool) -> Result<CsrInfo> {
     let (_, req) = X509CertificationRequest::from_der(der)
         .map_err(|e| Error::invalid(format!("the certificate request does not parse: {e}")))?;
-    req.verify_signature()
-        .map_err(|_| Error::invalid("the certificate request's signature does not verify"))?;
+    if verify {
+        req.verify_signature()
+            .map_err(|_| Error::invalid("the certificate request's signature does not verify"))?;
+    }
     let info = &req.certification_request_info;
     let strings = |it: &mut dyn Iterator<Item = &x509_parser::x509::AttributeTypeAndValue<'_>>| {
         it.filter_map(|a| a.as_str().ok().map(str::to_string))
