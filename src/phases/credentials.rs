@@ -147,12 +147,7 @@ pub fn installed_cas(cx: &Ctx) -> Result<Vec<Vec<u8>>> {
 pub fn installed_client(cx: &Ctx) -> Result<PairState> {
     let cas = installed_cas(cx)?;
     let cn = node_user(&cx.settings.node_name);
-    let id = Identity {
-        cn: &cn,
-        usage: Usage::Client,
-        dns: &[],
-        ips: &[],
-    };
+    let id = Identity::client(&cn);
     match cx.layout.kind() {
         LayoutKind::Kubelet => read_bundle(cx, cx.layout.path("client_current"), &cas, &id),
         LayoutKind::Krustlet => {
@@ -242,12 +237,7 @@ pub fn node_client_pair(cx: &Ctx) -> Result<Option<Pair>> {
     let rec = ClusterRecord::load(cx)?;
     let cas = trusted_cas(cx, rec.as_ref());
     let cn = node_user(&cx.settings.node_name);
-    let id = Identity {
-        cn: &cn,
-        usage: Usage::Client,
-        dns: &[],
-        ips: &[],
-    };
+    let id = Identity::client(&cn);
     if let PairState::Valid(p) = staged(cx, "client", &cas, &id)? {
         return Ok(Some(*p));
     }

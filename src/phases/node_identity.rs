@@ -29,6 +29,18 @@ pub struct Identity<'a> {
     pub ips: &'a [IpAddr],
 }
 
+impl<'a> Identity<'a> {
+    /// The node's client identity `cn`: no SANs required.
+    pub fn client(cn: &'a str) -> Identity<'a> {
+        Identity {
+            cn,
+            usage: Usage::Client,
+            dns: &[],
+            ips: &[],
+        }
+    }
+}
+
 /// Which of the node's two certificates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CertKind {

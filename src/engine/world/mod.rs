@@ -419,11 +419,7 @@ impl World {
 
     /// Removes `inside` if present, if the phase declared it.
     pub fn remove(&mut self, inside: &str) -> Result<bool> {
-        if !self
-            .allowed_removes
-            .iter()
-            .any(|p| files::glob_match(p, inside))
-        {
+        if !self.may_remove(inside) {
             return Err(Error::internal(format!(
                 "phase {:?} tried to remove {inside}, which phases/{}.toml does not declare; this is a bug in bootlet",
                 self.phase, self.phase
@@ -452,14 +448,7 @@ impl World {
             self.deferred_removals
                 .push(Removal::File(inside.to_string()));
         }
-        self.records.push(FileRecord {
-            path: inside.to_string(),
-            kind: "removed".into(),
-            mode: String::new(),
-            size: 0,
-            sha256: String::new(),
-            target: None,
-        });
+        self.record_removal(inside, "");
         Ok(true)
     }
 
@@ -477,25 +466,14 @@ impl World {
         } else if files::blocking(|| confined::remove(&root, &inside))? {
             self.unsettled.insert(dir_of(&inside));
         }
-        self.records.push(FileRecord {
-            path: inside,
-            kind: "removed".into(),
-            mode: String::new(),
-            size: 0,
-            sha256: String::new(),
-            target: None,
-        });
+        self.record_removal(&inside, "");
         Ok(true)
     }
 
     /// Removes the directory `inside` if it is empty and the phase declared its removal; returns
     /// whether it did. A dry-run only records it.
     pub fn remove_empty_dir(&mut self, inside: &str) -> Result<bool> {
-        if !self
-            .allowed_removes
-            .iter()
-            .any(|p| files::glob_match(p, inside))
-        {
+        if !self.may_remove(inside) {
             return Err(Error::internal(format!(
                 "phase {:?} tried to remove the directory {inside}, which its manifest does not declare; this is a bug in bootlet",
                 self.phase
@@ -523,15 +501,27 @@ impl World {
         } else {
             self.dry_removed.insert(inside.to_string());
         }
+        self.record_removal(inside, "dir");
+        Ok(true)
+    }
+
+    /// Whether the current phase declared the removal of `inside`.
+    fn may_remove(&self, inside: &str) -> bool {
+        self.allowed_removes
+            .iter()
+            .any(|p| files::glob_match(p, inside))
+    }
+
+    /// Records a removal in the phase's report (`mode` "dir" for a directory).
+    fn record_removal(&mut self, inside: &str, mode: &str) {
         self.records.push(FileRecord {
             path: inside.to_string(),
             kind: "removed".into(),
-            mode: "dir".into(),
+            mode: mode.into(),
             size: 0,
             sha256: String::new(),
             target: None,
         });
-        Ok(true)
     }
 
     /// Removes temporary files an interrupted writer left in the layout's directories.
