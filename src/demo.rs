@@ -144,7 +144,7 @@ fn print_timings(report: &crate::engine::report::Report) {
         );
     }
     crate::outln!(
-        "    {:<14} {:<8} {:>8.2} ms  of it {:.2} ms outside the phases (start-up, settings, lock, plan)",
+        "    {:<14} {:<8} {:>8.2} ms  of it {:.2} ms outside the phases (settings, lock, the checks that plan the run, the last sync)",
         "(total)",
         "",
         report.total_ms,
