@@ -1,6 +1,10 @@
 //! Embeds every workflow's phase manifests (`phases/<workflow>/*.toml`, with the workflow's own
 //! `workflow.toml`), so the graphs come from those files and nothing else. A new manifest is
 //! picked up without touching the code; a test then insists it has an implementation.
+//!
+//! The TOML is read here and embedded as JSON: a manifest that is not valid TOML fails the build
+//! (naming the file), and a run decodes JSON, which costs a tenth of parsing TOML on every start
+//! (docs/performance.md, "Start-up").
 
 use std::{env, fs, path::Path};
 
@@ -15,7 +19,7 @@ fn main() {
         .collect();
     workflows.sort();
     let mut out = String::from(
-        "/// (workflow, file stem, contents) of every phases/<workflow>/*.toml, sorted by path; the stem\n/// `workflow` is the workflow's own manifest.\npub static MANIFEST_SOURCES: &[(&str, &str, &str)] = &[\n",
+        "/// (workflow, file stem, contents as JSON) of every phases/<workflow>/*.toml, sorted by path; the\n/// stem `workflow` is the workflow's own manifest.\npub static MANIFEST_SOURCES: &[(&str, &str, &str)] = &[\n",
     );
     for w in &workflows {
         println!("cargo:rerun-if-changed={}", w.display());
@@ -31,8 +35,8 @@ fn main() {
             println!("cargo:rerun-if-changed={}", p.display());
             let stem = p.file_stem().unwrap().to_string_lossy();
             out.push_str(&format!(
-                "    ({workflow:?}, {stem:?}, include_str!({:?})),\n",
-                p.display().to_string()
+                "    ({workflow:?}, {stem:?}, {:?}),\n",
+                manifest_json(p)
             ));
         }
     }
@@ -47,4 +51,13 @@ fn main() {
         out,
     )
     .unwrap();
+}
+
+/// The manifest at `path` as JSON; a file that is not TOML stops the build with the parser's
+/// message.
+fn manifest_json(path: &Path) -> String {
+    let text = fs::read_to_string(path).expect("readable manifest");
+    let table: toml::Table = toml::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not valid TOML: {e}", path.display()));
+    serde_json::to_string(&table).expect("a TOML table is JSON")
 }

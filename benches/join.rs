@@ -68,21 +68,29 @@ fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// The nodes' runtime and the sandbox on a runtime of its own (threads named `nodes` and
+/// `sandbox`), so that the storm can say which side used the CPU; they share the two cores.
 struct Bench {
     rt: tokio::runtime::Runtime,
     sandbox: Sandbox,
+    _sandbox_rt: tokio::runtime::Runtime,
     dir: tempfile::TempDir,
 }
 
 impl Bench {
     fn new() -> Bench {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let sandbox = rt
+        let runtime = |name: &str| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name(name)
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let rt = runtime("nodes");
+        let sandbox_rt = runtime("sandbox");
+        let sandbox = sandbox_rt
             .block_on(Sandbox::start(SandboxOptions {
                 auto_approve_serving: true,
                 ..Default::default()
@@ -90,7 +98,12 @@ impl Bench {
             .unwrap();
         let dir = scratch();
         sandbox.write_files(dir.path()).unwrap();
-        Bench { rt, sandbox, dir }
+        Bench {
+            rt,
+            sandbox,
+            _sandbox_rt: sandbox_rt,
+            dir,
+        }
     }
 
     fn admin(&self) -> PathBuf {
@@ -252,6 +265,23 @@ fn cpu_seconds() -> f64 {
     (f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0)) / 100.0
 }
 
+/// CPU seconds used so far by this process's live threads named `name` (per /proc/self/task).
+fn thread_cpu_seconds(name: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    tasks
+        .flatten()
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))
+        .map(|t| {
+            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+            let Some(i) = stat.rfind(')') else { return 0.0 };
+            let f: Vec<&str> = stat[i + 2..].split_whitespace().collect();
+            (f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0)) / 100.0
+        })
+        .sum()
+}
+
 fn idle_cpu(b: &Bench, label: &str) {
     let before = cpu_seconds();
     b.rt.block_on(async { tokio::time::sleep(Duration::from_secs(5)).await });
@@ -317,6 +347,12 @@ fn storm(b: &Bench, n: usize, in_flight: usize) {
     let roots = scratch();
     let bootstrap = b.bootstrap();
     let before = peak_rss_kib();
+    let cpu_before = (
+        cpu_seconds(),
+        thread_cpu_seconds("sandbox"),
+        thread_cpu_seconds("nodes"),
+    );
+    let syncs_before = bootlet::files::SYNCS.load(std::sync::atomic::Ordering::Relaxed);
     let started = Instant::now();
     let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(in_flight.max(1)));
     let times: Vec<Duration> = b.rt.block_on(async {
@@ -362,6 +398,16 @@ fn storm(b: &Bench, n: usize, in_flight: usize) {
         peak_rss_kib() / 1024,
         before / 1024,
         in_flight.min(n)
+    );
+    let syncs = bootlet::files::SYNCS.load(std::sync::atomic::Ordering::Relaxed) - syncs_before;
+    println!(
+        "{:<28} CPU {:.2} s: sandbox threads {:.2} s, node threads {:.2} s (live threads only); {} syncs made ({:.1} per join, 12 when a join runs alone)",
+        "",
+        cpu_seconds() - cpu_before.0,
+        thread_cpu_seconds("sandbox") - cpu_before.1,
+        thread_cpu_seconds("nodes") - cpu_before.2,
+        syncs,
+        syncs as f64 / n as f64
     );
 }
 

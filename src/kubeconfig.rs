@@ -58,8 +58,13 @@ impl ClusterAccess {
 pub fn load(path: &Path, what: &str) -> Result<ClusterAccess> {
     let text =
         std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e).context(what))?;
+    parse_file_text(&text, path, what)
+}
+
+/// Parses `text`, read from `path` (relative references resolve beside it; errors name it).
+pub fn parse_file_text(text: &str, path: &Path, what: &str) -> Result<ClusterAccess> {
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    parse(&text, &base, &format!("{what} {}", path.display()))
+    parse(text, &base, &format!("{what} {}", path.display()))
 }
 
 /// Parses kubeconfig text; relative file references resolve against `base_dir`.

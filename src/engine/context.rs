@@ -2,7 +2,7 @@
 //! requests, and lazily resolved shared inputs (the token, the trusted cluster).
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::graph::PhaseGraph;
@@ -79,6 +79,18 @@ pub struct Ctx {
     token_passed_over: Option<String>,
     stdin_text: Option<String>,
     admin: Option<Cluster>,
+    given_kubeconfigs: std::sync::Mutex<Vec<GivenKubeconfig>>,
+    cluster_record:
+        std::sync::Mutex<Option<(String, crate::phases::cluster_record::ClusterRecord)>>,
+}
+
+/// A kubeconfig the operator gave this run, as parsed, and the digest of the text it was parsed
+/// from (the digest, not the text: the text holds the credentials).
+#[derive(Debug)]
+struct GivenKubeconfig {
+    path: PathBuf,
+    sha256: String,
+    access: ClusterAccess,
 }
 
 impl Ctx {
@@ -105,7 +117,55 @@ impl Ctx {
             token_passed_over: None,
             stdin_text: None,
             admin: None,
+            given_kubeconfigs: Default::default(),
+            cluster_record: Default::default(),
         }
+    }
+
+    /// The cluster record parsed from `text` by `parse`, reused while the text stays the same (the
+    /// checks of most phases read the record).
+    pub(crate) fn cluster_record_from(
+        &self,
+        text: &str,
+        parse: impl FnOnce() -> Result<crate::phases::cluster_record::ClusterRecord>,
+    ) -> Result<crate::phases::cluster_record::ClusterRecord> {
+        let sha256 = crate::pki::sha256_hex(text.as_bytes());
+        let mut held = self
+            .cluster_record
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some((seen, rec)) = held.as_ref()
+            && *seen == sha256
+        {
+            return Ok(rec.clone());
+        }
+        let rec = parse()?;
+        *held = Some((sha256, rec.clone()));
+        Ok(rec)
+    }
+
+    /// A kubeconfig the operator gave this run (bootstrap, admin, discovery file), parsed once per
+    /// run: several phases' checks read it, and it is read again each time but parsed again only
+    /// when its text changed.
+    pub fn given_kubeconfig(&self, path: &Path, what: &str) -> Result<ClusterAccess> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e).context(what))?;
+        let sha256 = crate::pki::sha256_hex(text.as_bytes());
+        let mut given = self
+            .given_kubeconfigs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(g) = given.iter().find(|g| g.path == path && g.sha256 == sha256) {
+            return Ok(g.access.clone());
+        }
+        let access = crate::kubeconfig::parse_file_text(&text, path, what)?;
+        given.retain(|g| g.path != path);
+        given.push(GivenKubeconfig {
+            path: path.to_path_buf(),
+            sha256,
+            access: access.clone(),
+        });
+        Ok(access)
     }
 
     /// The workflow being run (`join`, `renew`, `reset`).
@@ -235,7 +295,7 @@ impl Ctx {
         let Some(path) = self.settings.admin_kubeconfig.clone() else {
             return Ok(None);
         };
-        let access = crate::kubeconfig::load(&path, "the admin kubeconfig")?;
+        let access = self.given_kubeconfig(&path, "the admin kubeconfig")?;
         let c = self.cluster(&access, "admin")?;
         self.admin = Some(c.clone());
         Ok(Some(c))
@@ -281,7 +341,7 @@ impl Ctx {
             return Ok(Some((token, origin)));
         }
         if let Some(p) = self.settings.bootstrap_kubeconfig.clone() {
-            let access = crate::kubeconfig::load(&p, "the bootstrap kubeconfig")?;
+            let access = self.given_kubeconfig(&p, "the bootstrap kubeconfig")?;
             if let Some(t) = access.bootstrap_token() {
                 return Ok(Some((
                     t.map_err(|e| e.context("bootstrap kubeconfig"))?,

@@ -69,8 +69,8 @@ impl PhaseGraph {
         Self::from_sources(name, &sources)
     }
 
-    /// Builds and validates the graph of `workflow` from `(stem, toml)` pairs (one of them the
-    /// stem `workflow`): unknown names and cycles are errors.
+    /// Builds and validates the graph of `workflow` from `(stem, json)` pairs, the manifests as
+    /// build.rs embeds them (one of them the stem `workflow`): unknown names and cycles are errors.
     pub fn from_sources(workflow: &str, sources: &[(&str, &str)]) -> Result<PhaseGraph> {
         let mut graph = DiGraph::new();
         let mut index = BTreeMap::new();
@@ -310,10 +310,11 @@ mod tests {
     use super::*;
 
     fn m(name: &str, needs: &[&str]) -> String {
-        format!("name = \"{name}\"\nsummary = \"s\"\nneeds = {needs:?}\ndone_check = \"d\"\n")
+        format!(r#"{{"name": "{name}", "summary": "s", "needs": {needs:?}, "done_check": "d"}}"#)
     }
 
-    const W: &str = "name = \"t\"\norder = 9\nsummary = \"s\"\ndone_when_downstream_done = true\n";
+    const W: &str =
+        r#"{"name": "t", "order": 9, "summary": "s", "done_when_downstream_done": true}"#;
 
     #[test]
     fn every_workflow_builds_and_renew_and_reset_exist() {

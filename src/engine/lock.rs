@@ -185,7 +185,13 @@ pub fn acquire(world: &World, command: &str) -> Result<RunLock> {
             std::process::id(),
             super::journal::now_rfc3339()
         );
-        file.set_len(0)
+        // A file we just created is empty; truncating it anyway costs an inode update.
+        let emptied = if st.st_size == 0 {
+            Ok(())
+        } else {
+            file.set_len(0)
+        };
+        emptied
             .and_then(|()| file.write_all(info.as_bytes()))
             .map_err(|e| Error::io("write", Path::new(&shown), e))?;
         return Ok(RunLock {

@@ -24,13 +24,10 @@ pub struct WorkflowManifest {
 }
 
 impl WorkflowManifest {
-    /// Parses `phases/<folder>/workflow.toml`.
-    pub fn parse(folder: &str, text: &str) -> Result<WorkflowManifest> {
-        let w: WorkflowManifest = toml::from_str(text).map_err(|e| {
-            Error::internal(format!(
-                "phases/{folder}/workflow.toml is invalid: {}",
-                e.message()
-            ))
+    /// Decodes `phases/<folder>/workflow.toml` (as the JSON build.rs embeds).
+    pub fn parse(folder: &str, json: &str) -> Result<WorkflowManifest> {
+        let w: WorkflowManifest = serde_json::from_str(json).map_err(|e| {
+            Error::internal(format!("phases/{folder}/workflow.toml is invalid: {e}"))
         })?;
         if w.name != folder {
             return Err(Error::internal(format!(
@@ -141,13 +138,12 @@ impl WriteDecl {
 }
 
 impl Manifest {
-    /// Parses one manifest; `file` is its path under `phases/` without `.toml`
-    /// (`join/client-csr`), whose last part must be the phase name.
-    pub fn parse(file: &str, text: &str) -> Result<Manifest> {
+    /// Decodes one manifest (as the JSON build.rs embeds); `file` is its path under `phases/`
+    /// without `.toml` (`join/client-csr`), whose last part must be the phase name.
+    pub fn parse(file: &str, json: &str) -> Result<Manifest> {
         let stem = file.rsplit('/').next().unwrap_or(file);
-        let m: Manifest = toml::from_str(text).map_err(|e| {
-            Error::internal(format!("phases/{file}.toml is invalid: {}", e.message()))
-        })?;
+        let m: Manifest = serde_json::from_str(json)
+            .map_err(|e| Error::internal(format!("phases/{file}.toml is invalid: {e}")))?;
         if m.name != stem {
             return Err(Error::internal(format!(
                 "phases/{file}.toml declares name {:?}; the name must equal the file name",

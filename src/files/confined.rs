@@ -4,6 +4,11 @@
 //! A symlinked directory planted under the root (`etc -> /etc`, `var/lib/kubelet/pki -> /tmp/x`)
 //! is therefore refused by name instead of being written through.
 //!
+//! Where the kernel can (Linux 5.6 and later), a directory that exists is opened with one
+//! `openat2(RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH)` from the root instead: the same rule, one
+//! system call instead of two per component. Anything it refuses (a link, a missing directory to
+//! create, an old kernel) takes the component walk, which names the cause or does the creating.
+//!
 //! The one exception is `--root /`: there every path is inside the root by definition, and hosts
 //! commonly move `/var/lib/kubelet` to a bigger disk with a link, so links owned by root (or by the
 //! running user) are followed; links owned by anyone else still are not.
@@ -12,7 +17,7 @@ use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
 use crate::error::{Error, Result};
@@ -49,7 +54,7 @@ pub fn euid() -> u32 {
     rustix::process::geteuid().as_raw()
 }
 
-fn io_err(action: &str, shown: &str, e: Errno) -> Error {
+pub(super) fn io_err(action: &str, shown: &str, e: Errno) -> Error {
     Error::io(action, Path::new(shown), std::io::Error::from(e))
 }
 
@@ -127,6 +132,11 @@ pub fn open_dir(root: &Path, inside_dir: &str, create: bool) -> Result<Option<Ow
     let Some(mut fd) = open_root(root, create)? else {
         return Ok(None);
     };
+    match open_beneath(&fd, inside_dir) {
+        Beneath::Opened(dir) => return Ok(Some(dir)),
+        Beneath::Absent if !create => return Ok(None),
+        Beneath::Absent | Beneath::Walk => {}
+    }
     let admin_links_ok = root == Path::new("/");
     let mut shown = String::new();
     for name in components(inside_dir) {
@@ -175,6 +185,39 @@ pub fn open_dir(root: &Path, inside_dir: &str, create: bool) -> Result<Option<Ow
     Ok(Some(fd))
 }
 
+/// What resolving a directory in one system call found.
+enum Beneath {
+    Opened(OwnedFd),
+    /// A directory on the way does not exist (and none before it is a link).
+    Absent,
+    /// Take the component walk: a link on the way, `..`, or no `openat2` here.
+    Walk,
+}
+
+/// Opens `inside_dir` under `root_fd` with links refused by the kernel on every component.
+fn open_beneath(root_fd: &OwnedFd, inside_dir: &str) -> Beneath {
+    let mut relative = String::with_capacity(inside_dir.len());
+    for name in components(inside_dir) {
+        if name == ".." {
+            return Beneath::Walk;
+        }
+        if !relative.is_empty() {
+            relative.push('/');
+        }
+        relative.push_str(name);
+    }
+    if relative.is_empty() {
+        return Beneath::Walk;
+    }
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let resolve = ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH;
+    match rustix::fs::openat2(root_fd, relative.as_str(), flags, Mode::empty(), resolve) {
+        Ok(dir) => Beneath::Opened(dir),
+        Err(Errno::NOENT) => Beneath::Absent,
+        Err(_) => Beneath::Walk,
+    }
+}
+
 /// Checks that none of `inside_dirs` (as far as they exist) runs through a symlinked directory:
 /// the preflight view of [`open_dir`], so that a planted link is reported before any phase reads
 /// through it.
@@ -187,7 +230,7 @@ pub fn check_dirs(root: &Path, inside_dirs: &[String]) -> Result<()> {
 
 /// A file written to a temporary name beside its target, not yet renamed over it:
 /// [`Staged::commit`] makes it visible. [`stage`] has made it durable already; [`stage_unsynced`]
-/// leaves that to the caller ([`sync_filesystems`] before the commit), which is how the World makes
+/// leaves that to the caller ([`super::durability::sync_filesystems`] before the commit), which is how the World makes
 /// a whole phase's files durable with one sync.
 #[derive(Debug)]
 pub struct Staged {
@@ -242,7 +285,7 @@ pub fn stage(root: &Path, inside: &str, contents: &[u8], mode: u32) -> Result<St
 }
 
 /// Like [`stage`], without the fsync: the caller must make the file durable (with
-/// [`sync_filesystems`]) before it commits it.
+/// [`super::durability::sync_filesystems`]) before it commits it.
 pub fn stage_unsynced(root: &Path, inside: &str, contents: &[u8], mode: u32) -> Result<Staged> {
     stage_with(root, inside, contents, mode, false)
 }
@@ -353,67 +396,6 @@ pub fn sync_dir(root: &Path, inside_dir: &str) -> Result<()> {
     };
     SYNCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     rustix::fs::fsync(&dir).map_err(|e| io_err("fsync directory", inside_dir, e))
-}
-
-/// How staged files and renames are made durable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SyncMode {
-    /// One `syncfs(2)` per filesystem and sync point (the default).
-    Filesystem,
-    /// One fsync per file and per directory (`BOOTLET_SYNC=per-file`): for a root whose filesystem
-    /// other programs keep busy, where a `syncfs` would wait for their writeback too.
-    PerFile,
-}
-
-impl SyncMode {
-    /// The mode `BOOTLET_SYNC` asks for (`per-file`; anything else is the default).
-    pub fn from_env() -> SyncMode {
-        match std::env::var("BOOTLET_SYNC").as_deref() {
-            Ok("per-file") => SyncMode::PerFile,
-            _ => SyncMode::Filesystem,
-        }
-    }
-}
-
-/// Makes everything written to the filesystems holding `dirs` durable: file contents, renames,
-/// links, removals and modes. One `syncfs(2)` per filesystem (usually one for the whole root)
-/// instead of one fsync per file and per directory (docs/decisions.md, "One sync per phase").
-pub fn sync_filesystems<'a>(dirs: impl IntoIterator<Item = &'a OwnedFd>) -> Result<()> {
-    let mut seen = Vec::new();
-    for dir in dirs {
-        let dev = rustix::fs::fstat(dir)
-            .map_err(|e| io_err("stat", "a directory under the root", e))?
-            .st_dev;
-        if seen.contains(&dev) {
-            continue;
-        }
-        seen.push(dev);
-        SYNCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        rustix::fs::syncfs(dir).map_err(|e| io_err("sync the filesystem of", "the root", e))?;
-    }
-    Ok(())
-}
-
-/// Syncs the filesystems of the directories `inside_dirs` under `root` (see [`sync_filesystems`]);
-/// directories that no longer exist are skipped (a removal made them go).
-pub fn sync_dirs_filesystems(root: &Path, inside_dirs: &[String]) -> Result<()> {
-    let mut fds = Vec::new();
-    for d in inside_dirs {
-        let mut at = d.as_str();
-        // A removed directory's parent holds the removal.
-        loop {
-            if let Some(fd) = open_dir(root, at, false)? {
-                fds.push(fd);
-                break;
-            }
-            match at.rfind('/') {
-                Some(0) | None if at == "/" => break,
-                Some(0) | None => at = "/",
-                Some(i) => at = &at[..i],
-            }
-        }
-    }
-    sync_filesystems(fds.iter())
 }
 
 /// `lstat` of `inside`, `None` when absent.

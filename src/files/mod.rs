@@ -7,6 +7,7 @@
 //! Every path is resolved under its root without following links ([`confined`]).
 
 pub mod confined;
+pub mod durability;
 mod layout;
 
 pub use layout::{Layout, LayoutKind, glob_match, host_path, relative_path};
@@ -74,8 +75,9 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     })
 }
 
-/// Runs blocking file work (fsync) so that an async runtime keeps serving its other tasks: on a
-/// multi-threaded tokio runtime the worker hands them off first; elsewhere it simply runs.
+/// Runs file work that waits for the disk (a sync) so that an async runtime keeps serving its other
+/// tasks: on a multi-threaded tokio runtime the worker hands them off first (which may start a
+/// thread: not worth it for a write into the page cache); elsewhere it simply runs.
 pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {

@@ -26,13 +26,19 @@ impl ClusterRecord {
         format!("{}/cluster.toml", cx.layout.path("state"))
     }
 
-    /// Reads the record, `None` if absent; a damaged one is an error naming the way out.
+    /// Reads the record, `None` if absent; a damaged one is an error naming the way out. It is
+    /// read (and held to the journal) every time, and parsed once per run and content.
     pub fn load(cx: &Ctx) -> Result<Option<ClusterRecord>> {
         let path = Self::path(cx);
         let Some(text) = cx.world.read_string(&path)? else {
             return Ok(None);
         };
-        let rec: ClusterRecord = toml::from_str(&text).map_err(|_| {
+        cx.cluster_record_from(&text, || Self::parse(&path, &text))
+            .map(Some)
+    }
+
+    fn parse(path: &str, text: &str) -> Result<ClusterRecord> {
+        let rec: ClusterRecord = toml::from_str(text).map_err(|_| {
             Error::conflict(format!(
                 "{path} is damaged; remove it and rerun (discovery will recreate it)"
             ))
@@ -45,7 +51,7 @@ impl ClusterRecord {
                 ))
             },
         )?;
-        Ok(Some(rec))
+        Ok(rec)
     }
 
     /// The record, or the missing-input error.

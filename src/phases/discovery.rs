@@ -42,8 +42,8 @@ fn source(cx: &Ctx) -> Source {
 }
 
 /// A file source of trust: it must name a CA, not ask to skip verification.
-fn load_trusted(path: &std::path::Path, what: &str) -> Result<ClusterAccess> {
-    let access = crate::kubeconfig::load(path, &format!("the {what}"))?;
+fn load_trusted(cx: &Ctx, path: &std::path::Path, what: &str) -> Result<ClusterAccess> {
+    let access = cx.given_kubeconfig(path, &format!("the {what}"))?;
     if access.insecure {
         return Err(Error::invalid(format!(
             "the {what} {} sets insecure-skip-tls-verify; bootlet trusts only a CA it is given: add certificate-authority-data",
@@ -74,7 +74,7 @@ fn record_from(access: &ClusterAccess, source: String) -> Result<ClusterRecord> 
 pub fn file_source_record(cx: &Ctx) -> Result<Option<ClusterRecord>> {
     match source(cx) {
         Source::File(path, what) => {
-            let access = load_trusted(&path, what)?;
+            let access = load_trusted(cx, &path, what)?;
             Ok(Some(record_from(
                 &access,
                 format!("{what} {}", path.display()),
@@ -91,7 +91,7 @@ pub async fn check(cx: &mut Ctx) -> Result<Check> {
     };
     Ok(match source(cx) {
         Source::File(path, what) => {
-            let access = load_trusted(&path, what)?;
+            let access = load_trusted(cx, &path, what)?;
             let fresh = record_from(&access, format!("{what} {}", path.display()))?;
             if fresh.server == rec.server && fresh.ca == rec.ca {
                 Check::Done(format!(
@@ -129,7 +129,7 @@ pub async fn check(cx: &mut Ctx) -> Result<Check> {
 pub async fn run(cx: &mut Ctx) -> Result<()> {
     let rec = match source(cx) {
         Source::File(path, what) => {
-            let access = load_trusted(&path, what)?;
+            let access = load_trusted(cx, &path, what)?;
             let rec = record_from(&access, format!("{what} {}", path.display()))?;
             cx.act(format!(
                 "Using the cluster {} with CA {} from the {what} {}",

@@ -27,7 +27,7 @@ impl Missing {
 /// The bytes the layout's bootstrap kubeconfig should hold, or which input is missing.
 fn expected(cx: &mut Ctx) -> Result<std::result::Result<String, Missing>> {
     if let Some(path) = cx.settings.bootstrap_kubeconfig.clone() {
-        let access = crate::kubeconfig::load(&path, "the bootstrap kubeconfig")?;
+        let access = cx.given_kubeconfig(&path, "the bootstrap kubeconfig")?;
         let ca = access
             .ca_pem
             .clone()

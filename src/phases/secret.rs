@@ -137,7 +137,7 @@ fn print_join_command(cx: &mut Ctx, token: &BootstrapToken) -> Result<()> {
         .admin_kubeconfig
         .clone()
         .expect("admin kubeconfig given");
-    let access = crate::kubeconfig::load(&path, "the admin kubeconfig")?;
+    let access = cx.given_kubeconfig(&path, "the admin kubeconfig")?;
     let Some(ca) = access.ca_pem.as_deref() else {
         return Ok(());
     };
@@ -418,7 +418,7 @@ async fn ensure_cluster_info(cx: &mut Ctx, admin: &Cluster) -> Result<()> {
                 .admin_kubeconfig
                 .clone()
                 .expect("admin kubeconfig given");
-            let access = crate::kubeconfig::load(&path, "the admin kubeconfig")?;
+            let access = cx.given_kubeconfig(&path, "the admin kubeconfig")?;
             let ca = access.ca_pem.clone().ok_or_else(|| {
                 Error::invalid("the admin kubeconfig has no CA data to publish in cluster-info")
             })?;

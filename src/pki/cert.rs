@@ -206,7 +206,7 @@ fn verify_chain(cert: &X509Certificate<'_>, ca_ders: &[impl AsRef<[u8]>]) -> Res
             continue;
         };
         if ca.subject().as_raw() == cert.issuer().as_raw()
-            && cert.verify_signature(Some(ca.public_key())).is_ok()
+            && signed_by_ca(cert, &ca, ca_der.as_ref())
         {
             return Ok(());
         }
@@ -214,6 +214,43 @@ fn verify_chain(cert: &X509Certificate<'_>, ca_ders: &[impl AsRef<[u8]>]) -> Res
     Err(Error::untrusted(
         "the issued certificate does not chain to the cluster CA; the API server may not be the cluster you trust",
     ))
+}
+
+tokio::task_local! {
+    /// Signatures verified in this run (see [`remembering_signatures`]), by digest of what was
+    /// verified: the certificate's signed part, its signature and the CA.
+    static VERIFIED: std::cell::RefCell<std::collections::HashSet<Vec<u8>>>;
+}
+
+/// Runs `f` remembering the certificate signatures it verifies: one run checks each credential
+/// several times (the plan, the recheck after a phase, the install, the next phase's check), and a
+/// signature that verified once verifies again. Only successes are kept, only for this run.
+pub async fn remembering_signatures<F: std::future::Future>(f: F) -> F::Output {
+    VERIFIED.scope(Default::default(), f).await
+}
+
+fn signed_by_ca(cert: &X509Certificate<'_>, ca: &X509Certificate<'_>, ca_der: &[u8]) -> bool {
+    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    for part in [
+        cert.tbs_certificate.as_ref(),
+        cert.signature_value.data.as_ref(),
+        ca_der,
+    ] {
+        digest.update(&(part.len() as u64).to_be_bytes());
+        digest.update(part);
+    }
+    let key = digest.finish().as_ref().to_vec();
+    if VERIFIED
+        .try_with(|v| v.borrow().contains(&key))
+        .unwrap_or(false)
+    {
+        return true;
+    }
+    let verified = cert.verify_signature(Some(ca.public_key())).is_ok();
+    if verified {
+        let _ = VERIFIED.try_with(|v| v.borrow_mut().insert(key));
+    }
+    verified
 }
 
 /// Whether a certificate (DER) was signed by the CA (DER).

@@ -108,7 +108,9 @@ pub async fn execute_since(
         node_name: settings.node_name.clone(),
         ..Default::default()
     };
-    let error = run(&command, settings, out, &mut report).await.err();
+    let error = crate::pki::cert::remembering_signatures(run(&command, settings, out, &mut report))
+        .await
+        .err();
     report.account_time(started);
     report.result = if error.is_some() {
         "failed".into()
@@ -402,7 +404,7 @@ fn validate_inputs(cx: &mut Ctx) -> Result<()> {
     ];
     for (path, what) in files {
         if let Some(p) = path {
-            crate::kubeconfig::load(&p, what)?;
+            cx.given_kubeconfig(&p, what)?;
         }
     }
     Ok(())

@@ -13,12 +13,13 @@
 //!
 //! Every write of a phase is staged under a temporary name and made visible at the phase's end:
 //! one sync makes all of them (and the journal) durable, then they are renamed into place in order
-//! (journal, files, links, removals). The renames become durable with the next sync, which is the
+//! (the journal; files and links as the phase made them; removals). The renames become durable with the next sync, which is the
 //! next phase's, or at once when something must not be lost ([`World::write_durable`], the end of
 //! the run: [`World::settle`]). docs/decisions.md ("One sync per phase") argues the promise.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 mod reading;
 
@@ -26,6 +27,7 @@ use super::journal::Journal;
 use super::report::FileRecord;
 use crate::error::{Error, Result};
 use crate::files::confined::{self, Staged};
+use crate::files::durability::{self, SyncMode};
 use crate::files::{self, Layout};
 
 /// The file side of a run.
@@ -45,12 +47,47 @@ pub struct World {
     /// Directories whose renames, links or removals are visible but not yet known durable.
     unsettled: BTreeSet<String>,
     deferred: Vec<(String, Staged)>,
+    /// The paths of `deferred` and `deferred_links` in the order the phase wrote and linked them,
+    /// which is the order they appear in: a file that refers to a link (kubelet.conf to
+    /// kubelet-client-current.pem) comes after it, as the link comes after the file it names.
+    put_order: Vec<String>,
     deferred_content: BTreeMap<String, Vec<u8>>,
     deferred_links: Vec<(String, String)>,
     deferred_removals: Vec<Removal>,
     /// Paths a deferred removal will remove: absent to this run's reads already.
     pending_removed: BTreeSet<String>,
-    sync_mode: confined::SyncMode,
+    sync_mode: SyncMode,
+    /// Which root held each path asked about since the world last changed the files (the checks
+    /// of one plan ask about the same files many times); forgotten by every change.
+    lookups: Arc<Mutex<HashMap<String, Option<Holder>>>>,
+}
+
+/// The root that holds a path (see [`World::root_holding`]).
+#[derive(Debug, Clone, Copy)]
+enum Holder {
+    DryRun,
+    Real,
+}
+
+/// Forgets the world's lookups when made and again when dropped: held by each method that
+/// changes the files, so that no lookup made before or during the change outlives it.
+struct ChangingFiles(Arc<Mutex<HashMap<String, Option<Holder>>>>);
+
+impl ChangingFiles {
+    fn begin(lookups: &Arc<Mutex<HashMap<String, Option<Holder>>>>) -> ChangingFiles {
+        forget(lookups);
+        ChangingFiles(lookups.clone())
+    }
+}
+
+impl Drop for ChangingFiles {
+    fn drop(&mut self) {
+        forget(&self.0);
+    }
+}
+
+fn forget(lookups: &Mutex<HashMap<String, Option<Holder>>>) {
+    lookups.lock().unwrap_or_else(|e| e.into_inner()).clear();
 }
 
 /// A removal made at the end of the phase, after its writes are in place.
@@ -84,11 +121,13 @@ impl World {
             records: Vec::new(),
             unsettled: BTreeSet::new(),
             deferred: Vec::new(),
+            put_order: Vec::new(),
             deferred_content: BTreeMap::new(),
             deferred_links: Vec::new(),
             deferred_removals: Vec::new(),
             pending_removed: BTreeSet::new(),
-            sync_mode: confined::SyncMode::from_env(),
+            sync_mode: SyncMode::from_env(),
+            lookups: Default::default(),
         }
     }
 
@@ -136,11 +175,13 @@ impl World {
 
     /// Puts this phase's writes, links and removals in place: the journal (when it has changed, or a
     /// state file waits for it) is staged with them, one sync makes all the staged files durable,
-    /// then they are renamed in (the journal first), links made and removals done. Those renames
-    /// are durable after the next sync ([`World::settle`]). A dry-run does not sync: nothing in its
-    /// directory is a credential anything uses.
+    /// then the journal is renamed in, the files and links appear in the order the phase made them,
+    /// and the removals are done. Those renames are durable after the next sync
+    /// ([`World::settle`]). A dry-run does not sync: nothing in its directory is a credential
+    /// anything uses.
     pub fn flush(&mut self) -> Result<()> {
-        files::blocking(|| {
+        let _changing = ChangingFiles::begin(&self.lookups);
+        {
             let root = self.write_root().to_path_buf();
             if !self.journal_retired && (self.journal_dirty || !self.deferred.is_empty()) {
                 let text = self.journal.render()?;
@@ -151,31 +192,34 @@ impl World {
                     text.as_bytes(),
                     files::SECRET_FILE_MODE,
                 )?;
-                self.deferred.insert(0, (path, staged));
+                self.deferred.insert(0, (path.clone(), staged));
+                self.put_order.insert(0, path);
                 self.journal_dirty = false;
             }
             if !self.is_dry_run() && !self.deferred.is_empty() {
-                match self.sync_mode {
-                    confined::SyncMode::Filesystem => {
-                        confined::sync_filesystems(self.deferred.iter().map(|(_, s)| s.dir()))?
+                let deferred = &self.deferred;
+                files::blocking(|| match self.sync_mode {
+                    SyncMode::Filesystem => {
+                        durability::sync_filesystems(deferred.iter().map(|(_, s)| s.dir()))
                     }
-                    confined::SyncMode::PerFile => {
-                        for (_, staged) in &self.deferred {
-                            staged.sync()?;
-                        }
-                    }
-                }
+                    SyncMode::PerFile => deferred.iter().try_for_each(|(_, staged)| staged.sync()),
+                })?;
             }
-            for (inside, staged) in std::mem::take(&mut self.deferred) {
-                staged.commit()?;
-                self.journal.settle_file(&inside);
+            let mut files: BTreeMap<String, Staged> =
+                std::mem::take(&mut self.deferred).into_iter().collect();
+            let mut links: BTreeMap<String, String> = std::mem::take(&mut self.deferred_links)
+                .into_iter()
+                .collect();
+            for inside in std::mem::take(&mut self.put_order) {
+                if let Some(staged) = files.remove(&inside) {
+                    staged.commit()?;
+                    self.journal.settle_file(&inside);
+                } else if let Some(target) = links.remove(&inside) {
+                    confined::symlink(&root, &inside, &target)?;
+                }
                 self.unsettled.insert(dir_of(&inside));
             }
             self.deferred_content.clear();
-            for (inside, target) in std::mem::take(&mut self.deferred_links) {
-                confined::symlink(&root, &inside, &target)?;
-                self.unsettled.insert(dir_of(&inside));
-            }
             for removal in std::mem::take(&mut self.deferred_removals) {
                 match removal {
                     Removal::File(inside) => {
@@ -196,7 +240,7 @@ impl World {
             }
             self.pending_removed.clear();
             Ok(())
-        })
+        }
     }
 
     /// Makes every rename, link, removal and mode change made so far durable (one sync per
@@ -212,10 +256,8 @@ impl World {
         }
         let root = self.write_root().to_path_buf();
         files::blocking(|| match self.sync_mode {
-            confined::SyncMode::Filesystem => confined::sync_dirs_filesystems(&root, &dirs),
-            confined::SyncMode::PerFile => {
-                dirs.iter().try_for_each(|d| confined::sync_dir(&root, d))
-            }
+            SyncMode::Filesystem => durability::sync_dirs_filesystems(&root, &dirs),
+            SyncMode::PerFile => dirs.iter().try_for_each(|d| confined::sync_dir(&root, d)),
         })
     }
 
@@ -312,10 +354,11 @@ impl World {
     /// Writes `contents` to `inside` atomically with `mode`, if the phase declared it. A state
     /// file is recorded in the journal and renamed into place at the next [`World::flush`].
     pub fn write(&mut self, inside: &str, contents: &[u8], mode: u32) -> Result<()> {
+        let _changing = ChangingFiles::begin(&self.lookups);
         self.check_write(inside, Some(mode))?;
         let root = self.write_root().to_path_buf();
         let sha256 = crate::pki::sha256_hex(contents);
-        let staged = files::blocking(|| confined::stage_unsynced(&root, inside, contents, mode))?;
+        let staged = confined::stage_unsynced(&root, inside, contents, mode)?;
         if self.layout.is_tracked_state(inside) {
             self.journal.intend_file(inside, &sha256);
         } else {
@@ -324,6 +367,7 @@ impl World {
         self.journal_dirty = true;
         self.abandon_deferred(inside);
         self.deferred.push((inside.to_string(), staged));
+        self.put_order.push(inside.to_string());
         self.deferred_content
             .insert(inside.to_string(), contents.to_vec());
         self.dry_removed.remove(inside);
@@ -345,6 +389,7 @@ impl World {
         }
         self.deferred_content.remove(inside);
         self.deferred_links.retain(|(p, _)| p != inside);
+        self.put_order.retain(|p| p != inside);
         self.deferred_removals
             .retain(|r| !matches!(r, Removal::File(p) if p == inside));
         self.pending_removed.remove(inside);
@@ -372,13 +417,14 @@ impl World {
     /// `mode`, as its declaration in the manifest says. In a dry-run the would-be file is written
     /// aside with that mode.
     pub fn repair_mode(&mut self, inside: &str, mode: u32) -> Result<()> {
+        let _changing = ChangingFiles::begin(&self.lookups);
         self.check_write(inside, Some(mode))?;
         if self.is_dry_run() {
             let content = self.read(inside)?.unwrap_or_default();
             return self.write(inside, &content, mode);
         }
         let root = self.layout.root().to_path_buf();
-        files::blocking(|| confined::set_mode(&root, inside, mode))?;
+        confined::set_mode(&root, inside, mode)?;
         self.unsettled.insert(dir_of(inside));
         self.records.push(FileRecord {
             path: inside.to_string(),
@@ -393,6 +439,7 @@ impl World {
 
     /// Points the symlink `inside` at `target` (a name in the same directory).
     pub fn link(&mut self, inside: &str, target: &str) -> Result<bool> {
+        let _changing = ChangingFiles::begin(&self.lookups);
         self.check_write(inside, None)?;
         if self.read_link(inside).as_deref() == Some(target)
             && self.exists(&sibling(inside, target))
@@ -402,6 +449,7 @@ impl World {
         self.abandon_deferred(inside);
         self.deferred_links
             .push((inside.to_string(), target.to_string()));
+        self.put_order.push(inside.to_string());
         self.journal.record_link(inside, target);
         self.journal_dirty = true;
         self.dry_removed.remove(inside);
@@ -419,6 +467,7 @@ impl World {
 
     /// Removes `inside` if present, if the phase declared it.
     pub fn remove(&mut self, inside: &str) -> Result<bool> {
+        let _changing = ChangingFiles::begin(&self.lookups);
         if !self.may_remove(inside) {
             return Err(Error::internal(format!(
                 "phase {:?} tried to remove {inside}, which phases/{}.toml does not declare; this is a bug in bootlet",
@@ -442,7 +491,7 @@ impl World {
         if self.is_dry_run() {
             self.dry_removed.insert(inside.to_string());
             let root = self.write_root().to_path_buf();
-            files::blocking(|| confined::remove(&root, inside))?;
+            confined::remove(&root, inside)?;
         } else {
             self.pending_removed.insert(inside.to_string());
             self.deferred_removals
@@ -454,6 +503,7 @@ impl World {
 
     /// Removes the journal itself, for good: nothing writes it again this run (`reset`).
     pub fn retire_journal(&mut self) -> Result<bool> {
+        let _changing = ChangingFiles::begin(&self.lookups);
         let inside = self.layout.path("journal").to_string();
         self.journal_retired = true;
         if !self.exists(&inside) {
@@ -462,8 +512,8 @@ impl World {
         let root = self.write_root().to_path_buf();
         if self.is_dry_run() {
             self.dry_removed.insert(inside.clone());
-            files::blocking(|| confined::remove(&root, &inside))?;
-        } else if files::blocking(|| confined::remove(&root, &inside))? {
+            confined::remove(&root, &inside)?;
+        } else if confined::remove(&root, &inside)? {
             self.unsettled.insert(dir_of(&inside));
         }
         self.record_removal(&inside, "");
@@ -473,6 +523,7 @@ impl World {
     /// Removes the directory `inside` if it is empty and the phase declared its removal; returns
     /// whether it did. A dry-run only records it.
     pub fn remove_empty_dir(&mut self, inside: &str) -> Result<bool> {
+        let _changing = ChangingFiles::begin(&self.lookups);
         if !self.may_remove(inside) {
             return Err(Error::internal(format!(
                 "phase {:?} tried to remove the directory {inside}, which its manifest does not declare; this is a bug in bootlet",
@@ -526,6 +577,7 @@ impl World {
 
     /// Removes temporary files an interrupted writer left in the layout's directories.
     pub fn remove_stale_temps(&self) {
+        let _changing = ChangingFiles::begin(&self.lookups);
         let root = self.write_root().to_path_buf();
         for d in self.layout.directories() {
             confined::remove_stale_temps(&root, &d);

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::World;
+use super::{Holder, World};
 use crate::error::{Error, Result};
 use crate::files;
 use crate::files::confined::{self, Meta};
@@ -15,19 +15,29 @@ impl World {
         if self.pending_removed.contains(inside) {
             return None;
         }
-        if let Some(d) = &self.dry_dir {
-            if self.dry_removed.contains(inside) {
-                return None;
-            }
-            if files::host_path(d, inside).symlink_metadata().is_ok() {
-                return Some(d);
-            }
+        if self.dry_dir.is_some() && self.dry_removed.contains(inside) {
+            return None;
         }
-        let root = self.layout.root();
-        files::host_path(root, inside)
+        let mut lookups = self.lookups.lock().unwrap_or_else(|e| e.into_inner());
+        let holder = *lookups
+            .entry(inside.to_string())
+            .or_insert_with(|| self.look_up(inside));
+        match holder? {
+            Holder::DryRun => self.dry_dir.as_deref(),
+            Holder::Real => Some(self.layout.root()),
+        }
+    }
+
+    fn look_up(&self, inside: &str) -> Option<Holder> {
+        if let Some(d) = &self.dry_dir
+            && files::host_path(d, inside).symlink_metadata().is_ok()
+        {
+            return Some(Holder::DryRun);
+        }
+        files::host_path(self.layout.root(), inside)
             .symlink_metadata()
             .is_ok()
-            .then_some(root)
+            .then_some(Holder::Real)
     }
 
     /// Where `inside` is read from, or `None` if it does not exist in this world.
@@ -58,7 +68,7 @@ impl World {
         let Some(root) = self.root_holding(inside) else {
             return Ok(None);
         };
-        let Some((bytes, meta)) = files::blocking(|| confined::read_nofollow(root, inside))? else {
+        let Some((bytes, meta)) = confined::read_nofollow(root, inside)? else {
             return Ok(None);
         };
         let why = self.distrust(inside, &bytes, &meta);
