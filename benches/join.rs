@@ -352,15 +352,17 @@ fn storm(b: &Bench, n: usize, in_flight: usize) {
     let (cpu, sandbox_cpu) = (cpu_seconds(), thread_cpu_seconds("sandbox"));
     let syncs_before = bootlet::files::SYNCS.load(std::sync::atomic::Ordering::Relaxed);
     let (total, p99) = storm_joins(b, &bootstrap, n, in_flight);
-    println!(
-        "{:<28} n={n:<5} total {:>8.2} s   {:>7.1} joins/s   p99 {:>8.2} ms   peak RSS {} MiB (before {} MiB; sandbox and all joins in one process, at most {} at a time)",
+    storm_headline(
         "storm",
-        total.as_secs_f64(),
-        n as f64 / total.as_secs_f64(),
-        ms(p99),
-        peak_rss_kib() / 1024,
-        before / 1024,
-        in_flight.min(n)
+        n,
+        total,
+        p99,
+        &format!(
+            "peak RSS {} MiB (before {} MiB; sandbox and all joins in one process, at most {} at a time)",
+            peak_rss_kib() / 1024,
+            before / 1024,
+            in_flight.min(n)
+        ),
     );
     let syncs = bootlet::files::SYNCS.load(std::sync::atomic::Ordering::Relaxed) - syncs_before;
     let (used, sandbox_used) = (
@@ -375,6 +377,15 @@ fn storm(b: &Bench, n: usize, in_flight: usize) {
         used - sandbox_used,
         syncs,
         syncs as f64 / n as f64
+    );
+}
+
+fn storm_headline(label: &str, n: usize, total: Duration, p99: Duration, rest: &str) {
+    println!(
+        "{label:<28} n={n:<5} total {:>8.2} s   {:>7.1} joins/s   p99 {:>8.2} ms   {rest}",
+        total.as_secs_f64(),
+        n as f64 / total.as_secs_f64(),
+        ms(p99),
     );
 }
 
@@ -475,13 +486,12 @@ fn storm_apart(b: &Bench, n: usize, in_flight: usize) {
     let sandbox_cpu = || stat_cpu_seconds(Path::new(&format!("/proc/{pid}/stat")));
     let (cpu_before, nodes_before) = (sandbox_cpu(), cpu_seconds());
     let (total, p99) = storm_joins(b, &bootstrap, n, in_flight);
-    println!(
-        "{:<28} n={n:<5} total {:>8.2} s   {:>7.1} joins/s   p99 {:>8.2} ms   (at most {} at a time)",
+    storm_headline(
         "storm, sandbox apart",
-        total.as_secs_f64(),
-        n as f64 / total.as_secs_f64(),
-        ms(p99),
-        in_flight.min(n)
+        n,
+        total,
+        p99,
+        &format!("(at most {} at a time)", in_flight.min(n)),
     );
     println!(
         "{:<28} sandbox process: CPU {:.2} s, peak RSS {} MiB; nodes' process: CPU {:.2} s, peak RSS {} MiB",
