@@ -12,16 +12,17 @@
 //! after it ([`World::flush`]), so a crash never leaves a state file the journal does not know.
 //!
 //! Every write of a phase is staged under a temporary name and made visible at the phase's end:
-//! one sync makes all of them (and the journal) durable, then they are renamed into place in order
-//! (the journal; files and links as the phase made them; removals). The renames become durable with the next sync, which is the
-//! next phase's, or at once when something must not be lost ([`World::write_durable`], the end of
-//! the run: [`World::settle`]). docs/decisions.md ("One sync per phase") argues the promise.
+//! one sync makes all of them (and the journal) durable, then they are put into place in order (the
+//! journal; the files and links as the phase made them; the removals). The renames become durable
+//! with the next sync, which is the next phase's, or at once when something must not be lost
+//! ([`World::write_durable`], the end of the run: [`World::settle`]). docs/decisions.md ("One sync per phase") argues the promise.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 mod reading;
+
+use reading::{ChangingFiles, Lookups};
 
 use super::journal::Journal;
 use super::report::FileRecord;
@@ -59,35 +60,7 @@ pub struct World {
     sync_mode: SyncMode,
     /// Which root held each path asked about since the world last changed the files (the checks
     /// of one plan ask about the same files many times); forgotten by every change.
-    lookups: Arc<Mutex<HashMap<String, Option<Holder>>>>,
-}
-
-/// The root that holds a path (see [`World::root_holding`]).
-#[derive(Debug, Clone, Copy)]
-enum Holder {
-    DryRun,
-    Real,
-}
-
-/// Forgets the world's lookups when made and again when dropped: held by each method that
-/// changes the files, so that no lookup made before or during the change outlives it.
-struct ChangingFiles(Arc<Mutex<HashMap<String, Option<Holder>>>>);
-
-impl ChangingFiles {
-    fn begin(lookups: &Arc<Mutex<HashMap<String, Option<Holder>>>>) -> ChangingFiles {
-        forget(lookups);
-        ChangingFiles(lookups.clone())
-    }
-}
-
-impl Drop for ChangingFiles {
-    fn drop(&mut self) {
-        forget(&self.0);
-    }
-}
-
-fn forget(lookups: &Mutex<HashMap<String, Option<Holder>>>) {
-    lookups.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    lookups: Lookups,
 }
 
 /// A removal made at the end of the phase, after its writes are in place.
@@ -181,66 +154,60 @@ impl World {
     /// anything uses.
     pub fn flush(&mut self) -> Result<()> {
         let _changing = ChangingFiles::begin(&self.lookups);
-        {
-            let root = self.write_root().to_path_buf();
-            if !self.journal_retired && (self.journal_dirty || !self.deferred.is_empty()) {
-                let text = self.journal.render()?;
-                let path = self.layout.path("journal").to_string();
-                let staged = confined::stage_unsynced(
-                    &root,
-                    &path,
-                    text.as_bytes(),
-                    files::SECRET_FILE_MODE,
-                )?;
-                self.deferred.insert(0, (path.clone(), staged));
-                self.put_order.insert(0, path);
-                self.journal_dirty = false;
-            }
-            if !self.is_dry_run() && !self.deferred.is_empty() {
-                let deferred = &self.deferred;
-                files::blocking(|| match self.sync_mode {
-                    SyncMode::Filesystem => {
-                        durability::sync_filesystems(deferred.iter().map(|(_, s)| s.dir()))
-                    }
-                    SyncMode::PerFile => deferred.iter().try_for_each(|(_, staged)| staged.sync()),
-                })?;
-            }
-            let mut files: BTreeMap<String, Staged> =
-                std::mem::take(&mut self.deferred).into_iter().collect();
-            let mut links: BTreeMap<String, String> = std::mem::take(&mut self.deferred_links)
-                .into_iter()
-                .collect();
-            for inside in std::mem::take(&mut self.put_order) {
-                if let Some(staged) = files.remove(&inside) {
-                    staged.commit()?;
-                    self.journal.settle_file(&inside);
-                } else if let Some(target) = links.remove(&inside) {
-                    confined::symlink(&root, &inside, &target)?;
-                }
-                self.unsettled.insert(dir_of(&inside));
-            }
-            self.deferred_content.clear();
-            for removal in std::mem::take(&mut self.deferred_removals) {
-                match removal {
-                    Removal::File(inside) => {
-                        confined::remove(&root, &inside)?;
-                        self.unsettled.insert(dir_of(&inside));
-                        if self.journal.files.contains_key(&inside) {
-                            // Written with the next flush; until then the ledger names a file
-                            // that is gone, which no reader minds.
-                            self.journal.forget_file(&inside);
-                            self.journal_dirty = true;
-                        }
-                    }
-                    Removal::Dir(inside) => {
-                        confined::remove_dir(&root, &inside)?;
-                        self.unsettled.insert(dir_of(&inside));
-                    }
-                }
-            }
-            self.pending_removed.clear();
-            Ok(())
+        let root = self.write_root().to_path_buf();
+        if !self.journal_retired && (self.journal_dirty || !self.deferred.is_empty()) {
+            let text = self.journal.render()?;
+            let path = self.layout.path("journal").to_string();
+            let staged =
+                confined::stage_unsynced(&root, &path, text.as_bytes(), files::SECRET_FILE_MODE)?;
+            self.deferred.insert(0, (path.clone(), staged));
+            self.put_order.insert(0, path);
+            self.journal_dirty = false;
         }
+        if !self.is_dry_run() && !self.deferred.is_empty() {
+            let deferred = &self.deferred;
+            files::blocking(|| match self.sync_mode {
+                SyncMode::Filesystem => {
+                    durability::sync_filesystems(deferred.iter().map(|(_, s)| s.dir()))
+                }
+                SyncMode::PerFile => deferred.iter().try_for_each(|(_, staged)| staged.sync()),
+            })?;
+        }
+        let mut files: BTreeMap<String, Staged> =
+            std::mem::take(&mut self.deferred).into_iter().collect();
+        let mut links: BTreeMap<String, String> = std::mem::take(&mut self.deferred_links)
+            .into_iter()
+            .collect();
+        for inside in std::mem::take(&mut self.put_order) {
+            if let Some(staged) = files.remove(&inside) {
+                staged.commit()?;
+                self.journal.settle_file(&inside);
+            } else if let Some(target) = links.remove(&inside) {
+                confined::symlink(&root, &inside, &target)?;
+            }
+            self.unsettled.insert(dir_of(&inside));
+        }
+        self.deferred_content.clear();
+        for removal in std::mem::take(&mut self.deferred_removals) {
+            match removal {
+                Removal::File(inside) => {
+                    confined::remove(&root, &inside)?;
+                    self.unsettled.insert(dir_of(&inside));
+                    if self.journal.files.contains_key(&inside) {
+                        // Written with the next flush; until then the ledger names a file
+                        // that is gone, which no reader minds.
+                        self.journal.forget_file(&inside);
+                        self.journal_dirty = true;
+                    }
+                }
+                Removal::Dir(inside) => {
+                    confined::remove_dir(&root, &inside)?;
+                    self.unsettled.insert(dir_of(&inside));
+                }
+            }
+        }
+        self.pending_removed.clear();
+        Ok(())
     }
 
     /// Makes every rename, link, removal and mode change made so far durable (one sync per

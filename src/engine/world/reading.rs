@@ -2,12 +2,45 @@
 //! when the journal vouches for them (regular file, the running user's, private when secret, the
 //! recorded content); anything else is named as planted or changed outside bootlet.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use super::{Holder, World};
+use super::World;
 use crate::error::{Error, Result};
 use crate::files;
 use crate::files::confined::{self, Meta};
+
+/// Which root held each path a world asked about (see [`World::root_holding`]).
+pub(super) type Lookups = Arc<Mutex<HashMap<String, Option<Holder>>>>;
+
+/// The root that holds a path (see [`World::root_holding`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Holder {
+    DryRun,
+    Real,
+}
+
+/// Forgets the world's lookups when made and again when dropped: held by each method that
+/// changes the files, so that no lookup made before or during the change outlives it.
+pub(super) struct ChangingFiles(Lookups);
+
+impl ChangingFiles {
+    pub(super) fn begin(lookups: &Lookups) -> ChangingFiles {
+        forget(lookups);
+        ChangingFiles(lookups.clone())
+    }
+}
+
+impl Drop for ChangingFiles {
+    fn drop(&mut self) {
+        forget(&self.0);
+    }
+}
+
+fn forget(lookups: &Mutex<HashMap<String, Option<Holder>>>) {
+    lookups.lock().unwrap_or_else(|e| e.into_inner()).clear();
+}
 
 impl World {
     /// Which root holds `inside` in this world (the dry-run directory first), if any.
