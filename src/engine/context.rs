@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::graph::PhaseGraph;
+use super::parsed_once::ParsedOnce;
 use super::world::World;
 use crate::cluster::{Cluster, Gate};
 use crate::error::{Error, ErrorKind, Result};
@@ -79,18 +80,9 @@ pub struct Ctx {
     token_passed_over: Option<String>,
     stdin_text: Option<String>,
     admin: Option<Cluster>,
-    given_kubeconfigs: std::sync::Mutex<Vec<GivenKubeconfig>>,
-    cluster_record:
-        std::sync::Mutex<Option<(String, crate::phases::cluster_record::ClusterRecord)>>,
-}
-
-/// A kubeconfig the operator gave this run, as parsed, and the digest of the text it was parsed
-/// from (the digest, not the text: the text holds the credentials).
-#[derive(Debug)]
-struct GivenKubeconfig {
-    path: PathBuf,
-    sha256: String,
-    access: ClusterAccess,
+    given_kubeconfigs: ParsedOnce<ClusterAccess>,
+    /// The cluster record, parsed once per content (most phases' checks read it).
+    pub(crate) cluster_records: ParsedOnce<crate::phases::cluster_record::ClusterRecord>,
 }
 
 impl Ctx {
@@ -118,30 +110,8 @@ impl Ctx {
             stdin_text: None,
             admin: None,
             given_kubeconfigs: Default::default(),
-            cluster_record: Default::default(),
+            cluster_records: Default::default(),
         }
-    }
-
-    /// The cluster record parsed from `text` by `parse`, reused while the text stays the same (the
-    /// checks of most phases read the record).
-    pub(crate) fn cluster_record_from(
-        &self,
-        text: &str,
-        parse: impl FnOnce() -> Result<crate::phases::cluster_record::ClusterRecord>,
-    ) -> Result<crate::phases::cluster_record::ClusterRecord> {
-        let sha256 = crate::pki::sha256_hex(text.as_bytes());
-        let mut held = self
-            .cluster_record
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some((seen, rec)) = held.as_ref()
-            && *seen == sha256
-        {
-            return Ok(rec.clone());
-        }
-        let rec = parse()?;
-        *held = Some((sha256, rec.clone()));
-        Ok(rec)
     }
 
     /// A kubeconfig the operator gave this run (bootstrap, admin, discovery file), parsed once per
@@ -150,22 +120,10 @@ impl Ctx {
     pub fn given_kubeconfig(&self, path: &Path, what: &str) -> Result<ClusterAccess> {
         let text =
             std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e).context(what))?;
-        let sha256 = crate::pki::sha256_hex(text.as_bytes());
-        let mut given = self
-            .given_kubeconfigs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(g) = given.iter().find(|g| g.path == path && g.sha256 == sha256) {
-            return Ok(g.access.clone());
-        }
-        let access = crate::kubeconfig::parse_file_text(&text, path, what)?;
-        given.retain(|g| g.path != path);
-        given.push(GivenKubeconfig {
-            path: path.to_path_buf(),
-            sha256,
-            access: access.clone(),
-        });
-        Ok(access)
+        self.given_kubeconfigs
+            .get(&path.to_string_lossy(), &text, || {
+                crate::kubeconfig::parse_file_text(&text, path, what)
+            })
     }
 
     /// The workflow being run (`join`, `renew`, `reset`).

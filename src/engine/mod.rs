@@ -6,6 +6,7 @@ pub mod graph;
 pub mod journal;
 pub mod lock;
 pub mod manifest;
+pub mod parsed_once;
 pub mod report;
 pub mod runner;
 pub mod world;

@@ -33,7 +33,8 @@ impl ClusterRecord {
         let Some(text) = cx.world.read_string(&path)? else {
             return Ok(None);
         };
-        cx.cluster_record_from(&text, || Self::parse(&path, &text))
+        cx.cluster_records
+            .get(&path, &text, || Self::parse(&path, &text))
             .map(Some)
     }
 
