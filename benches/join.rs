@@ -258,6 +258,17 @@ fn renew(b: &Bench, n: usize) {
     );
 }
 
+/// Runs `cmd`, insisting that it succeeds (its stderr is the message if not).
+fn output_ok(cmd: &mut std::process::Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// CPU seconds this process has used (utime + stime; 100 ticks a second).
 fn cpu_seconds() -> f64 {
     stat_cpu_seconds(Path::new("/proc/self/stat"))
@@ -450,27 +461,22 @@ fn storm_apart(b: &Bench, n: usize, in_flight: usize) {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // Held open until the end: closed, the sandbox's next line of output would kill it (EPIPE).
+    let mut said = std::io::BufReader::new(server.stdout.take().unwrap());
     let mut first = String::new();
-    std::io::BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
+    said.read_line(&mut first).unwrap();
     let url = first
         .split_whitespace()
         .last()
         .unwrap_or_default()
         .to_string();
     let token_file = dir.path().join("token");
-    let made = std::process::Command::new(&exe)
-        .args(["token", "create", "--kubeconfig"])
-        .arg(sb.join("admin.conf"))
-        .arg("--token-file")
-        .arg(&token_file)
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
+    output_ok(
+        std::process::Command::new(&exe)
+            .args(["token", "create", "--kubeconfig"])
+            .arg(sb.join("admin.conf"))
+            .arg("--token-file")
+            .arg(&token_file),
     );
     let token =
         bootlet::token::BootstrapToken::parse(&std::fs::read_to_string(&token_file).unwrap())
@@ -503,6 +509,7 @@ fn storm_apart(b: &Bench, n: usize, in_flight: usize) {
     );
     let _ = server.kill();
     let _ = server.wait();
+    drop(said);
 }
 
 fn dryrun(n: usize) {
@@ -845,24 +852,19 @@ fn binary(b: &Bench) {
     let bootstrap = b.bootstrap();
     let mut rss = Vec::new();
     for i in 0..5 {
-        let out = std::process::Command::new("/usr/bin/time")
-            .args(["-f", "%M"])
-            .arg(&exe)
-            .args([
-                "join",
-                "--bootstrap-kubeconfig",
-                bootstrap.to_str().unwrap(),
-                "--root",
-                roots.path().join(format!("r{i}")).to_str().unwrap(),
-                "--node-name",
-                &format!("rss-{i}"),
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = output_ok(
+            std::process::Command::new("/usr/bin/time")
+                .args(["-f", "%M"])
+                .arg(&exe)
+                .args([
+                    "join",
+                    "--bootstrap-kubeconfig",
+                    bootstrap.to_str().unwrap(),
+                    "--root",
+                    roots.path().join(format!("r{i}")).to_str().unwrap(),
+                    "--node-name",
+                    &format!("rss-{i}"),
+                ]),
         );
         let kib: u64 = String::from_utf8_lossy(&out.stderr)
             .lines()
