@@ -153,6 +153,7 @@ fn list(call: &Call<'_>, accept: &str) -> Reply {
             .unwrap_or(s.resource_version());
         let mut matching = s
             .range(t.def.plural, &t.namespace, after.as_ref().map(|(_, k)| k))
+            .filter(|((_, _, name), _)| sel.pinned_name().is_none_or(|n| n == name))
             .filter(|(_, o)| sel.matches(o));
         let mut items = Vec::new();
         let mut last: Option<Key> = None;

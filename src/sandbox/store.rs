@@ -28,6 +28,8 @@ pub struct Event {
     pub resource: String,
     /// Namespace or "".
     pub namespace: String,
+    /// The object's name: a watch pinned to one object compares it without reading the object.
+    pub name: String,
     /// The object after the change (before, for deletions). Shared: every watch receives every
     /// event, and a deep copy per watch would make a storm quadratic in memory traffic.
     pub object: std::sync::Arc<Value>,
@@ -152,8 +154,11 @@ impl Store {
         }
     }
 
-    /// Events after `rv` for `resource`, or `None` when `rv` is older than the history.
-    pub fn events_since(&self, rv: u64, resource: &str) -> Option<Vec<Event>> {
+    /// Events after `rv` for `resource` (of the object `name` only, when given), or `None` when
+    /// `rv` is older than the history. A node waiting for its CSR resumes from the version its
+    /// create returned, and in a storm every other node's events follow it: the name is compared
+    /// before anything else so that replaying them is a string comparison each.
+    pub fn events_since(&self, rv: u64, resource: &str, name: Option<&str>) -> Option<Vec<Event>> {
         if let Some(oldest) = self.history.front()
             && rv + 1 < oldest.rv
             && self.history.len() >= HISTORY
@@ -166,7 +171,7 @@ impl Store {
         Some(
             self.history
                 .range(first..)
-                .filter(|e| e.resource == resource)
+                .filter(|e| e.resource == resource && name.is_none_or(|n| e.name == n))
                 .cloned()
                 .collect(),
         )
@@ -211,19 +216,23 @@ impl Store {
     }
 
     fn emit(&mut self, kind: &'static str, resource: &str, ns: &str, object: Value) {
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let ev = Event {
             rv: self.rv,
             kind,
             resource: resource.into(),
             namespace: ns.into(),
+            name,
             object: std::sync::Arc::new(object),
         };
         self.history.push_back(ev.clone());
         if self.history.len() > HISTORY {
             self.history.pop_front();
         }
-        let name = ev.object["metadata"]["name"].as_str().unwrap_or_default();
-        let key = (ev.resource.clone(), name.to_string());
+        let key = (ev.resource.clone(), ev.name.clone());
         if let Some(watchers) = self.named.get_mut(&key) {
             watchers.retain(|w| w.send(ev.clone()).is_ok());
             if watchers.is_empty() {
@@ -358,9 +367,14 @@ mod tests {
             s.update("secrets", "ns", "a", stale),
             Err(StoreError::Conflict)
         );
-        let evs = s.events_since(rv, "secrets").unwrap();
+        let evs = s.events_since(rv, "secrets", None).unwrap();
         assert_eq!(evs.len(), 1);
         assert_eq!(evs[0].kind, "MODIFIED");
+        assert_eq!(s.events_since(rv, "secrets", Some("a")).unwrap().len(), 1);
+        assert!(
+            s.events_since(rv, "secrets", Some("b")).unwrap().is_empty(),
+            "a watch pinned to another object replays none of a's events"
+        );
         s.delete("secrets", "ns", "a", None).unwrap();
         assert!(s.get("secrets", "ns", "a").is_none());
     }

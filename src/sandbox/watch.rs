@@ -77,6 +77,7 @@ pub fn serve(
         let initial: Result<Vec<Bytes>, Bytes> = if from.is_empty() || from == "0" {
             Ok(store
                 .range(t.def.plural, &t.namespace, None)
+                .filter(|((_, _, name), _)| sel.pinned_name().is_none_or(|n| n == name))
                 .map(|(_, o)| o)
                 .filter(|o| sel.matches(o))
                 .map(|o| enc.line(&t, "ADDED", o, current, &mut first))
@@ -85,7 +86,7 @@ pub fn serve(
             match from
                 .parse::<u64>()
                 .ok()
-                .and_then(|rv| store.events_since(rv, t.def.plural))
+                .and_then(|rv| store.events_since(rv, t.def.plural, sel.pinned_name()))
             {
                 Some(evs) => Ok(evs
                     .iter()
