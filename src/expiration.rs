@@ -73,7 +73,7 @@ fn node_view(settings: &Settings) -> Result<Ctx> {
         None => Journal::new(&settings.node_name, settings.layout),
     };
     let world = World::new(layout.clone(), None, journal);
-    let graph = std::sync::Arc::new(PhaseGraph::workflow("renew")?);
+    let graph = PhaseGraph::shared("renew")?;
     Ok(Ctx::new(settings, layout, world, Output::quiet(), graph))
 }
 

@@ -2,6 +2,7 @@
 //! manifests, its run order and its renderings.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use petgraph::Direction;
 use petgraph::algo::is_cyclic_directed;
@@ -51,6 +52,23 @@ impl PhaseGraph {
     /// The join workflow's graph.
     pub fn embedded() -> Result<PhaseGraph> {
         Self::workflow("join")
+    }
+
+    /// The graph of the workflow `name`, built once per process and shared: the manifests are
+    /// part of the binary, so every run of a workflow has the same graph (a process running many
+    /// joins, like the storm benchmark or a library user, builds it once, not per join).
+    pub fn shared(name: &str) -> Result<Arc<PhaseGraph>> {
+        static BUILT: LazyLock<Mutex<BTreeMap<String, Arc<PhaseGraph>>>> =
+            LazyLock::new(Default::default);
+        if let Some(g) = BUILT.lock().unwrap_or_else(|e| e.into_inner()).get(name) {
+            return Ok(g.clone());
+        }
+        let g = Arc::new(Self::workflow(name)?);
+        BUILT
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), g.clone());
+        Ok(g)
     }
 
     /// The graph of the workflow `name` embedded in this binary.

@@ -55,10 +55,12 @@ pub async fn run(cx: &mut Ctx) -> Result<()> {
         return obtain_certificate(cx, CertKind::Client, cluster, &rec, &[], &[], None).await;
     }
     let path = cx.layout.path("bootstrap_kubeconfig").to_string();
-    let Some(host) = cx.world.read_host_path(&path) else {
+    let Some(access) = cx
+        .world
+        .read_kubeconfig(&path, "the bootstrap kubeconfig")?
+    else {
         return Err(cx.missing("bootstrap kubeconfig", &path));
     };
-    let access = crate::kubeconfig::load(&host, "the bootstrap kubeconfig")?;
     let identity = match access.credentials {
         Credentials::Token(_) => "bootstrap token",
         _ => "bootstrap credentials",

@@ -123,9 +123,10 @@ pub fn read_bundle(cx: &Ctx, path: &str, cas: &[Vec<u8>], id: &Identity<'_>) -> 
 
 /// The installed node kubeconfig, parsed, if present and readable.
 pub fn installed_kubeconfig(cx: &Ctx) -> Option<ClusterAccess> {
-    let path = cx.layout.path("kubeconfig");
-    let host = cx.world.read_host_path(path)?;
-    crate::kubeconfig::load(&host, "the node kubeconfig").ok()
+    cx.world
+        .read_kubeconfig(cx.layout.path("kubeconfig"), "the node kubeconfig")
+        .ok()
+        .flatten()
 }
 
 /// The CAs installed credentials are checked against: the recorded cluster CA, else the CA of the

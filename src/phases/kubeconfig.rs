@@ -79,9 +79,7 @@ pub async fn check(cx: &mut Ctx) -> Result<Check> {
     };
     Ok(match cx.world.read_string(&path)? {
         Some(have)
-            if have == want
-                && crate::files::mode_of(&cx.world.read_host_path(&path).unwrap_or_default())
-                    == Some(0o600) =>
+            if have == want && cx.world.mode_and_owner(&path).map(|(m, _)| m) == Some(0o600) =>
         {
             Check::Done(format!("{path} holds the bootstrap kubeconfig"))
         }

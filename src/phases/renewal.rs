@@ -71,13 +71,10 @@ fn bootstrap_access(cx: &Ctx) -> Result<Option<ClusterAccess>> {
     if let Some(p) = &cx.settings.bootstrap_kubeconfig {
         return crate::kubeconfig::load(p, "the bootstrap kubeconfig").map(Some);
     }
-    match cx
-        .world
-        .read_host_path(cx.layout.path("bootstrap_kubeconfig"))
-    {
-        Some(host) => crate::kubeconfig::load(&host, "the bootstrap kubeconfig").map(Some),
-        None => Ok(None),
-    }
+    cx.world.read_kubeconfig(
+        cx.layout.path("bootstrap_kubeconfig"),
+        "the bootstrap kubeconfig",
+    )
 }
 
 /// The client that asks for the renewed client certificate, and as whom.

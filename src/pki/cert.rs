@@ -216,39 +216,18 @@ fn verify_chain(cert: &X509Certificate<'_>, ca_ders: &[impl AsRef<[u8]>]) -> Res
     ))
 }
 
-tokio::task_local! {
-    /// Signatures verified in this run (see [`remembering_signatures`]), by digest of what was
-    /// verified: the certificate's signed part, its signature and the CA.
-    static VERIFIED: std::cell::RefCell<std::collections::HashSet<Vec<u8>>>;
-}
-
-/// Runs `f` remembering the certificate signatures it verifies: one run checks each credential
-/// several times (the plan, the recheck after a phase, the install, the next phase's check), and a
-/// signature that verified once verifies again. Only successes are kept, only for this run.
-pub async fn remembering_signatures<F: std::future::Future>(f: F) -> F::Output {
-    VERIFIED.scope(Default::default(), f).await
-}
-
 fn signed_by_ca(cert: &X509Certificate<'_>, ca: &X509Certificate<'_>, ca_der: &[u8]) -> bool {
-    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
-    for part in [
+    let key = super::remembered::digest_of(&[
         cert.tbs_certificate.as_ref(),
         cert.signature_value.data.as_ref(),
         ca_der,
-    ] {
-        digest.update(&(part.len() as u64).to_be_bytes());
-        digest.update(part);
-    }
-    let key = digest.finish().as_ref().to_vec();
-    if VERIFIED
-        .try_with(|v| v.borrow().contains(&key))
-        .unwrap_or(false)
-    {
+    ]);
+    if super::remembered::signature_verified(&key) {
         return true;
     }
     let verified = cert.verify_signature(Some(ca.public_key())).is_ok();
     if verified {
-        let _ = VERIFIED.try_with(|v| v.borrow_mut().insert(key));
+        super::remembered::signature_ok(key);
     }
     verified
 }

@@ -5,9 +5,10 @@ use rcgen::{KeyPair, PKCS_ECDSA_P256_SHA256, PublicKeyData};
 use crate::error::{Error, Result};
 use crate::secret::SecretString;
 
-/// A private key and its public half.
+/// A private key and its public half. Clones share the key.
+#[derive(Clone)]
 pub struct PrivateKey {
-    pair: KeyPair,
+    pair: std::sync::Arc<KeyPair>,
     pem: SecretString,
 }
 
@@ -23,20 +24,31 @@ impl PrivateKey {
         let pair = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
             .map_err(|e| Error::internal(format!("cannot generate an ECDSA P-256 key: {e}")))?;
         let pem = SecretString::new(pair.serialize_pem());
-        Ok(PrivateKey { pair, pem })
+        Ok(PrivateKey {
+            pair: std::sync::Arc::new(pair),
+            pem,
+        })
     }
 
     /// Loads a PKCS#8 PEM key. `what` names the file in errors; the key text is never echoed.
+    /// Within [`super::remembered::remembering`] a text already loaded is not parsed again
+    /// (parsing checks the public half: a point multiplication).
     pub fn from_pem(pem: &str, what: &str) -> Result<Self> {
+        let digest = super::remembered::digest_of(&[pem.as_bytes()]);
+        if let Some(key) = super::remembered::loaded_key(&digest) {
+            return Ok(key);
+        }
         let pair = KeyPair::from_pem(pem).map_err(|_| {
             Error::invalid(format!(
                 "{what} is not a PKCS#8 PEM private key (\"BEGIN PRIVATE KEY\"); convert one with `openssl pkcs8 -topk8 -nocrypt -in KEY -out KEY.pk8`"
             ))
         })?;
-        Ok(PrivateKey {
+        let key = PrivateKey {
             pem: SecretString::new(pem.to_string()),
-            pair,
-        })
+            pair: std::sync::Arc::new(pair),
+        };
+        super::remembered::key_loaded(digest, &key);
+        Ok(key)
     }
 
     /// The PKCS#8 PEM text.

@@ -9,6 +9,7 @@ pub mod csr;
 pub mod jws;
 pub mod keys;
 pub mod pin;
+pub mod remembered;
 pub mod rotation;
 
 use base64::Engine;
@@ -31,6 +32,10 @@ pub fn pem_encode(label: &str, der: &[u8]) -> String {
 
 /// All `CERTIFICATE` blocks of a PEM text, in order. `what` names the input in errors.
 pub fn parse_certs_pem(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>> {
+    let digest = remembered::digest_of(&[pem]);
+    if let Some(certs) = remembered::parsed_certificates(&digest) {
+        return Ok(certs);
+    }
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| {
@@ -48,6 +53,7 @@ pub fn parse_certs_pem(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'sta
         cert::CertInfo::parse(der)
             .map_err(|e| e.context(format!("{what}, certificate {}", i + 1)))?;
     }
+    remembered::certificates_parsed(digest, &certs);
     Ok(certs)
 }
 

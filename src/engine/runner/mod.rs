@@ -7,7 +7,6 @@
 //! anything else will.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Instant;
 
 mod statuses;
@@ -108,7 +107,7 @@ pub async fn execute_since(
         node_name: settings.node_name.clone(),
         ..Default::default()
     };
-    let error = crate::pki::cert::remembering_signatures(run(&command, settings, out, &mut report))
+    let error = crate::pki::remembered::remembering(run(&command, settings, out, &mut report))
         .await
         .err();
     report.account_time(started);
@@ -127,7 +126,7 @@ async fn run(
     out: Output,
     report: &mut Report,
 ) -> Result<()> {
-    let graph = Arc::new(PhaseGraph::workflow(command.workflow())?);
+    let graph = PhaseGraph::shared(command.workflow())?;
     for s in &settings.skip_phases {
         if graph.get(s).is_none() {
             return Err(graph.unknown(s).context("--skip-phases"));
@@ -305,7 +304,7 @@ async fn run_phase(
     reason: &str,
     report: &mut Report,
 ) -> Result<()> {
-    let manifest = graph.get(name).expect("known phase").clone();
+    let manifest = graph.get(name).expect("known phase");
     let imp = phases::implementation(name)
         .ok_or_else(|| Error::internal(format!("phase {name} has no implementation")))?;
     cx.set_phase(name);
@@ -345,16 +344,17 @@ async fn run_phase(
             cx.world.journal.finish(name, Some(e.message()));
         }
     }
-    // The outcome goes into the journal, then one flush makes the phase's files, removals and
-    // journal durable together. A failure to record must not mask the phase's own error.
-    if changed_world || cx.world.exists(cx.layout.path("journal")) {
-        cx.world.save_journal(false)?;
-    }
-    let flushed = cx.world.flush();
-    // The phase's time includes making its work durable: the syncs are part of what it costs.
+    // The outcome goes into the journal, which is written with the phase's files at the next
+    // flush: before anything must be durable (a key before its CSR is sent) and at the end of the
+    // run, whatever its outcome. Until then this run reads its own writes from the world.
+    let saved = if changed_world || cx.world.exists(cx.layout.path("journal")) {
+        cx.world.save_journal(false)
+    } else {
+        Ok(())
+    };
     report.phase_mut(name).duration_ms = started.elapsed().as_secs_f64() * 1e3;
     result?;
-    flushed
+    saved
 }
 
 /// A phase asked for by name that would skip itself cannot do what was asked: inside a workflow

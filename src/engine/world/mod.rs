@@ -11,11 +11,13 @@
 //! bootlet recorded. Their writes are recorded in the journal first and renamed into place only
 //! after it ([`World::flush`]), so a crash never leaves a state file the journal does not know.
 //!
-//! Every write of a phase is staged under a temporary name and made visible at the phase's end:
-//! one sync makes all of them (and the journal) durable, then they are put into place in order (the
-//! journal; the files and links as the phase made them; the removals). The renames become durable
-//! with the next sync, which is the next phase's, or at once when something must not be lost
-//! ([`World::write_durable`], the end of the run: [`World::settle`]). docs/decisions.md ("One sync per phase") argues the promise.
+//! Every write is staged under a temporary name and made visible at the next flush, which comes
+//! when something must be durable (a key before its CSR is sent: [`World::write_durable`]) and at
+//! the end of the run ([`World::finish`]); until then the run reads its own writes from memory. One
+//! sync makes all of them (and the journal) durable, then they are put into place in order (the
+//! journal; the files and links as the phases made them; the removals). The renames become durable
+//! with the next sync ([`World::settle`]). docs/decisions.md ("One sync per phase" and "Staged work
+//! waits for the next point that needs it") argues the promise.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -52,7 +54,9 @@ pub struct World {
     /// which is the order they appear in: a file that refers to a link (kubelet.conf to
     /// kubelet-client-current.pem) comes after it, as the link comes after the file it names.
     put_order: Vec<String>,
-    deferred_content: BTreeMap<String, Vec<u8>>,
+    /// What the staged files will hold and their modes, for this run's reads until they are put
+    /// in place.
+    deferred_content: BTreeMap<String, (Vec<u8>, u32)>,
     deferred_links: Vec<(String, String)>,
     deferred_removals: Vec<Removal>,
     /// Paths a deferred removal will remove: absent to this run's reads already.
@@ -146,9 +150,9 @@ impl World {
         Ok(())
     }
 
-    /// Puts this phase's writes, links and removals in place: the journal (when it has changed, or a
+    /// Puts the staged writes, links and removals in place: the journal (when it has changed, or a
     /// state file waits for it) is staged with them, one sync makes all the staged files durable,
-    /// then the journal is renamed in, the files and links appear in the order the phase made them,
+    /// then the journal is renamed in, the files and links appear in the order they were made,
     /// and the removals are done. Those renames are durable after the next sync
     /// ([`World::settle`]). A dry-run does not sync: nothing in its directory is a credential
     /// anything uses.
@@ -228,13 +232,24 @@ impl World {
         })
     }
 
-    /// Ends the run's file work: a journal change still waiting (a ledger entry whose file the last
-    /// flush removed) is written, and everything is made durable.
+    /// Ends the run's file work: what its phases left staged is put in place with the journal, a
+    /// journal change still waiting (a ledger entry whose file that flush removed) is written,
+    /// and everything is made durable.
     pub fn finish(&mut self) -> Result<()> {
+        if self.has_staged_work() {
+            self.flush()?;
+        }
         if self.journal_dirty && !self.journal_retired && self.journal_exists_or_changed() {
             self.flush()?;
         }
         self.settle()
+    }
+
+    /// Whether writes, links or removals wait for a flush.
+    fn has_staged_work(&self) -> bool {
+        !self.deferred.is_empty()
+            || !self.deferred_links.is_empty()
+            || !self.deferred_removals.is_empty()
     }
 
     fn journal_exists_or_changed(&self) -> bool {
@@ -336,7 +351,7 @@ impl World {
         self.deferred.push((inside.to_string(), staged));
         self.put_order.push(inside.to_string());
         self.deferred_content
-            .insert(inside.to_string(), contents.to_vec());
+            .insert(inside.to_string(), (contents.to_vec(), mode));
         self.dry_removed.remove(inside);
         self.records.push(FileRecord {
             path: inside.to_string(),
@@ -365,14 +380,9 @@ impl World {
     /// Writes unless `inside` already holds exactly `contents` with `mode`; returns whether it
     /// wrote. This is how a second run changes nothing (same inode, same mtime).
     pub fn write_if_changed(&mut self, inside: &str, contents: &[u8], mode: u32) -> Result<bool> {
-        let same = match self.read_host_path(inside) {
-            Some(p) => {
-                files::mode_of(&p) == Some(mode)
-                    && std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_file())
-                    && self.read(inside)?.as_deref() == Some(contents)
-            }
-            None => false,
-        };
+        let same = self.mode_and_owner(inside).is_some_and(|(m, _)| m == mode)
+            && self.is_regular_file(inside)
+            && self.read(inside)?.as_deref() == Some(contents);
         if same {
             return Ok(false);
         }
@@ -471,6 +481,9 @@ impl World {
     /// Removes the journal itself, for good: nothing writes it again this run (`reset`).
     pub fn retire_journal(&mut self) -> Result<bool> {
         let _changing = ChangingFiles::begin(&self.lookups);
+        // What earlier phases staged (reset's removals) is done first: a journal gone before
+        // the files it vouches for would leave them distrusted.
+        self.flush()?;
         let inside = self.layout.path("journal").to_string();
         self.journal_retired = true;
         if !self.exists(&inside) {

@@ -10,6 +10,7 @@ use super::World;
 use crate::error::{Error, Result};
 use crate::files;
 use crate::files::confined::{self, Meta};
+use crate::kubeconfig::ClusterAccess;
 
 /// Which root held each path a world asked about (see [`World::root_holding`]).
 pub(super) type Lookups = Arc<Mutex<HashMap<String, Option<Holder>>>>;
@@ -82,7 +83,7 @@ impl World {
     /// Reads `inside`, `None` if absent. A state file is returned only when the journal vouches
     /// for it (see the module comment); other files are read following links.
     pub fn read(&self, inside: &str) -> Result<Option<Vec<u8>>> {
-        if let Some(c) = self.deferred_content.get(inside) {
+        if let Some((c, _)) = self.deferred_content.get(inside) {
             return Ok(Some(c.clone()));
         }
         if let Some((_, target)) = self.deferred_links.iter().rev().find(|(p, _)| p == inside) {
@@ -214,8 +215,38 @@ impl World {
 
     /// Mode and owner of `inside` (following a link at its end), if it exists.
     pub fn mode_and_owner(&self, inside: &str) -> Option<(u32, u32)> {
+        if let Some((_, mode)) = self.deferred_content.get(inside) {
+            return Some((*mode, confined::euid()));
+        }
+        if let Some((_, target)) = self.deferred_links.iter().rev().find(|(p, _)| p == inside) {
+            return self.mode_and_owner(&super::sibling(inside, target));
+        }
         let p = self.read_host_path(inside)?;
         Some((files::mode_of(&p)?, files::owner_of(&p)?))
+    }
+
+    /// Whether `inside` is a regular file (not a link to one).
+    pub fn is_regular_file(&self, inside: &str) -> bool {
+        if self.deferred_content.contains_key(inside) {
+            return true;
+        }
+        if self.deferred_links.iter().any(|(p, _)| p == inside) {
+            return false;
+        }
+        self.read_host_path(inside)
+            .is_some_and(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_file()))
+    }
+
+    /// The kubeconfig at `inside` as this run sees it (its own writes included, before they are
+    /// put in place), `None` when absent; relative references resolve beside its path.
+    pub fn read_kubeconfig(&self, inside: &str, what: &str) -> Result<Option<ClusterAccess>> {
+        let Some(text) = self.read_string(inside)? else {
+            return Ok(None);
+        };
+        let host = self
+            .read_host_path(inside)
+            .unwrap_or_else(|| self.write_host_path(inside));
+        crate::kubeconfig::parse_file_text(&text, &host, what).map(Some)
     }
 
     /// Whether `inside` still holds what the journal records bootlet wrote there (the same content,
