@@ -381,7 +381,7 @@ fn storm(b: &Bench, n: usize, in_flight: usize) {
         thread_cpu_seconds("sandbox") - sandbox_cpu,
     );
     println!(
-        "{:<28} CPU {:.2} s: the sandbox's threads {:.2} s, the rest (the nodes) {:.2} s; {} syncs made ({:.1} per join, 8 when a join runs alone)",
+        "{:<28} CPU {:.2} s: the sandbox's threads {:.2} s, the rest (the nodes) {:.2} s; {} syncs made ({:.1} per join, 7 when a join runs alone)",
         "",
         used,
         sandbox_used,

@@ -151,30 +151,37 @@ impl World {
     }
 
     /// Puts the staged writes, links and removals in place: the journal (when it has changed, or a
-    /// state file waits for it) is staged with them, one sync makes all the staged files durable,
-    /// then the journal is renamed in, the files and links appear in the order they were made,
-    /// and the removals are done. Those renames are durable after the next sync
-    /// ([`World::settle`]). A dry-run does not sync: nothing in its directory is a credential
-    /// anything uses.
+    /// state file waits for it) is staged with them, and so is the journal as it will be after the
+    /// removals (it forgets the state files they remove); one sync makes all of them durable. Then
+    /// the journal is renamed in, the files and links appear in the order they were made, the
+    /// removals are done, and the journal after them replaces the first. At every moment the
+    /// journal on disk vouches for every state file present. Those renames are durable after the
+    /// next sync ([`World::settle`]). A dry-run does not sync: nothing in its directory is a
+    /// credential anything uses.
     pub fn flush(&mut self) -> Result<()> {
         let _changing = ChangingFiles::begin(&self.lookups);
         let root = self.write_root().to_path_buf();
+        let journal_path = self.layout.path("journal").to_string();
         if !self.journal_retired && (self.journal_dirty || !self.deferred.is_empty()) {
             let text = self.journal.render()?;
-            let path = self.layout.path("journal").to_string();
-            let staged =
-                confined::stage_unsynced(&root, &path, text.as_bytes(), files::SECRET_FILE_MODE)?;
-            self.deferred.insert(0, (path.clone(), staged));
-            self.put_order.insert(0, path);
+            let staged = confined::stage_unsynced(
+                &root,
+                &journal_path,
+                text.as_bytes(),
+                files::SECRET_FILE_MODE,
+            )?;
+            self.deferred.insert(0, (journal_path.clone(), staged));
+            self.put_order.insert(0, journal_path.clone());
             self.journal_dirty = false;
         }
-        if !self.is_dry_run() && !self.deferred.is_empty() {
+        let removed_state = self.removed_state_files();
+        let after_removals = self.stage_journal_after(&root, &removed_state)?;
+        if !self.is_dry_run() && (!self.deferred.is_empty() || after_removals.is_some()) {
             let deferred = &self.deferred;
+            let staged = || deferred.iter().map(|(_, s)| s).chain(&after_removals);
             files::blocking(|| match self.sync_mode {
-                SyncMode::Filesystem => {
-                    durability::sync_filesystems(deferred.iter().map(|(_, s)| s.dir()))
-                }
-                SyncMode::PerFile => deferred.iter().try_for_each(|(_, staged)| staged.sync()),
+                SyncMode::Filesystem => durability::sync_filesystems(staged().map(Staged::dir)),
+                SyncMode::PerFile => staged().try_for_each(Staged::sync),
             })?;
         }
         let mut files: BTreeMap<String, Staged> =
@@ -192,25 +199,68 @@ impl World {
             self.unsettled.insert(dir_of(&inside));
         }
         self.deferred_content.clear();
-        for removal in std::mem::take(&mut self.deferred_removals) {
-            match removal {
-                Removal::File(inside) => {
-                    confined::remove(&root, &inside)?;
-                    self.unsettled.insert(dir_of(&inside));
-                    if self.journal.files.contains_key(&inside) {
-                        // Written with the next flush; until then the ledger names a file
-                        // that is gone, which no reader minds.
-                        self.journal.forget_file(&inside);
-                        self.journal_dirty = true;
-                    }
-                }
-                Removal::Dir(inside) => {
-                    confined::remove_dir(&root, &inside)?;
-                    self.unsettled.insert(dir_of(&inside));
-                }
+        if let Err(e) = self.remove_deferred(&root) {
+            if let Some(after) = after_removals {
+                after.abandon();
             }
+            return Err(e);
+        }
+        for inside in &removed_state {
+            self.journal.forget_file(inside);
+        }
+        if let Some(after) = after_removals {
+            after.commit()?;
+            self.unsettled.insert(dir_of(&journal_path));
         }
         self.pending_removed.clear();
+        Ok(())
+    }
+
+    /// The state files the deferred removals remove that the journal's ledger names.
+    fn removed_state_files(&self) -> Vec<String> {
+        self.deferred_removals
+            .iter()
+            .filter_map(|r| match r {
+                Removal::File(p) if self.journal.files.contains_key(p) => Some(p.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Stages the journal as it will be once `removed` are gone (and the staged files in place),
+    /// if it will change: renamed in after the removals, so that the ledger never names fewer
+    /// files than are present (the next run would distrust the others).
+    fn stage_journal_after(&self, root: &Path, removed: &[String]) -> Result<Option<Staged>> {
+        if self.journal_retired || removed.is_empty() {
+            return Ok(None);
+        }
+        let mut after = self.journal.clone();
+        for (inside, _) in &self.deferred {
+            after.settle_file(inside);
+        }
+        for inside in removed {
+            after.forget_file(inside);
+        }
+        let path = self.layout.path("journal");
+        let text = after.render()?;
+        confined::stage_unsynced(root, path, text.as_bytes(), files::SECRET_FILE_MODE).map(Some)
+    }
+
+    /// Does the deferred removals, after the files they make way for are in place.
+    fn remove_deferred(&mut self, root: &Path) -> Result<()> {
+        for removal in std::mem::take(&mut self.deferred_removals) {
+            let inside = match removal {
+                Removal::File(inside) => {
+                    confined::remove(root, &inside)?;
+                    inside
+                }
+                Removal::Dir(inside) => {
+                    confined::remove_dir(root, &inside)?;
+                    inside
+                }
+            };
+            self.unsettled.insert(dir_of(&inside));
+        }
         Ok(())
     }
 
@@ -690,5 +740,55 @@ mod tests {
                 .message()
                 .contains("is not what bootlet wrote")
         );
+    }
+    #[test]
+    fn staged_work_waits_across_phases_until_finish() {
+        let root = tempfile::tempdir().unwrap();
+        let mut w = world(root.path(), None);
+        let conf = "/etc/kubernetes/a.conf";
+        w.enter_phase("one", vec![(conf.into(), Some(0o600))], vec![]);
+        w.write(conf, b"a", 0o600).unwrap();
+        w.leave_phase();
+        w.save_journal(false).unwrap();
+        w.enter_phase("two", vec![], vec![]);
+        assert_eq!(
+            w.read(conf).unwrap().unwrap(),
+            b"a",
+            "the next phase reads it"
+        );
+        assert_eq!(w.mode_and_owner(conf).map(|(m, _)| m), Some(0o600));
+        assert!(w.is_regular_file(conf));
+        let host = root.path().join("etc/kubernetes/a.conf");
+        assert!(!host.exists(), "not in place before a flush");
+        w.leave_phase();
+        w.finish().unwrap();
+        assert_eq!(std::fs::read(&host).unwrap(), b"a");
+        assert!(root.path().join("var/lib/bootlet/journal.toml").exists());
+    }
+
+    #[test]
+    fn a_removed_state_file_leaves_the_ledger_in_the_same_flush() {
+        let root = tempfile::tempdir().unwrap();
+        let mut w = world(root.path(), None);
+        let token = "/var/lib/bootlet/bootstrap-token";
+        w.enter_phase("t", vec![(token.into(), Some(0o600))], vec![token.into()]);
+        w.write(token, b"abc", 0o600).unwrap();
+        w.flush().unwrap();
+        let journal = root.path().join("var/lib/bootlet/journal.toml");
+        assert!(std::fs::read_to_string(&journal).unwrap().contains(token));
+        assert!(w.remove(token).unwrap());
+        w.flush().unwrap();
+        assert!(!root.path().join(&token[1..]).exists());
+        assert!(
+            !std::fs::read_to_string(&journal).unwrap().contains(token),
+            "the journal on disk forgets the removed file"
+        );
+        assert!(!w.journal_dirty, "nothing left for another flush");
+        let leftovers: Vec<_> = std::fs::read_dir(root.path().join("var/lib/bootlet"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".bootlet-tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 }
