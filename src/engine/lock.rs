@@ -113,7 +113,8 @@ fn location(world: &World) -> Result<(OwnedFd, String, String)> {
         return Ok((dir, name, path.display().to_string()));
     }
     let root = world.write_host_path("/");
-    let dir = confined::open_dir(&root, &state_inside, true)?.expect("created");
+    let dir =
+        confined::open_dir(&confined::Root::new(root), &state_inside, true)?.expect("created");
     Ok((
         dir,
         "lock".into(),

@@ -14,8 +14,9 @@
 //! running user) are followed; links owned by anyone else still are not.
 
 use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
-use std::path::Path;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
@@ -52,6 +53,50 @@ impl Meta {
 /// The effective user id of this process.
 pub fn euid() -> u32 {
     rustix::process::geteuid().as_raw()
+}
+
+/// A root the functions here work beneath: its path (for messages and the `--root /` rule) and,
+/// once opened, its descriptor, which every later call starts from. One run opens its root once
+/// instead of walking the root's own path again for every file it reads or writes; the root is
+/// the operator's choice, so holding it open follows it wherever it is, as the path did.
+pub struct Root {
+    path: PathBuf,
+    fd: OnceLock<OwnedFd>,
+}
+
+impl std::fmt::Debug for Root {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Root({})", self.path.display())
+    }
+}
+
+impl Root {
+    /// The root at `path`, opened on first use.
+    pub fn new(path: impl Into<PathBuf>) -> Root {
+        Root {
+            path: path.into(),
+            fd: OnceLock::new(),
+        }
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The root's descriptor; with `create`, a missing root is made. A missing root is not
+    /// remembered: a later call may create it.
+    fn fd(&self, create: bool) -> Result<Option<BorrowedFd<'_>>> {
+        if let Some(fd) = self.fd.get() {
+            return Ok(Some(fd.as_fd()));
+        }
+        let Some(fd) = open_root(&self.path, create)? else {
+            return Ok(None);
+        };
+        // Two threads opening at once keep one descriptor; the other is closed.
+        let _ = self.fd.set(fd);
+        Ok(self.fd.get().map(|fd| fd.as_fd()))
+    }
 }
 
 pub(super) fn io_err(action: &str, shown: &str, e: Errno) -> Error {
@@ -128,17 +173,19 @@ fn refuse_link(root: &Path, dir: &impl AsFd, name: &str, shown: &str) -> Error {
 /// Opens the directory `inside_dir` under `root` without following links (see the module
 /// comment for `--root /`). With `create`, missing directories are made 0700; without it, a
 /// missing directory is `None`.
-pub fn open_dir(root: &Path, inside_dir: &str, create: bool) -> Result<Option<OwnedFd>> {
-    let Some(mut fd) = open_root(root, create)? else {
+pub fn open_dir(root: &Root, inside_dir: &str, create: bool) -> Result<Option<OwnedFd>> {
+    let Some(base) = root.fd(create)? else {
         return Ok(None);
     };
-    match open_beneath(&fd, inside_dir) {
+    match open_beneath(base, inside_dir) {
         Beneath::Opened(dir) => return Ok(Some(dir)),
         Beneath::Absent if !create => return Ok(None),
         Beneath::Absent | Beneath::Walk => {}
     }
-    let admin_links_ok = root == Path::new("/");
+    let admin_links_ok = root.path() == Path::new("/");
     let mut shown = String::new();
+    // `None` while still at the root itself.
+    let mut walked: Option<OwnedFd> = None;
     for name in components(inside_dir) {
         if name == ".." {
             return Err(Error::internal(format!(
@@ -146,15 +193,16 @@ pub fn open_dir(root: &Path, inside_dir: &str, create: bool) -> Result<Option<Ow
             )));
         }
         shown = join(&shown, name);
+        let fd = walked.as_ref().map_or(base, |f| f.as_fd());
         let nofollow = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let next = match rustix::fs::openat(&fd, name, nofollow, Mode::empty()) {
+        let next = match rustix::fs::openat(fd, name, nofollow, Mode::empty()) {
             Ok(next) => next,
             Err(Errno::NOENT) if create => {
-                match rustix::fs::mkdirat(&fd, name, Mode::from_raw_mode(PRIVATE_DIR_MODE)) {
+                match rustix::fs::mkdirat(fd, name, Mode::from_raw_mode(PRIVATE_DIR_MODE)) {
                     Ok(()) | Err(Errno::EXIST) => {}
                     Err(e) => return Err(io_err("create directory", &shown, e)),
                 }
-                let next = rustix::fs::openat(&fd, name, nofollow, Mode::empty())
+                let next = rustix::fs::openat(fd, name, nofollow, Mode::empty())
                     .map_err(|e| io_err("open directory", &shown, e))?;
                 // The umask may have narrowed the mode; a directory bootlet made is exactly 0700.
                 rustix::fs::fchmod(&next, Mode::from_raw_mode(PRIVATE_DIR_MODE))
@@ -163,7 +211,7 @@ pub fn open_dir(root: &Path, inside_dir: &str, create: bool) -> Result<Option<Ow
             }
             Err(Errno::NOENT) => return Ok(None),
             Err(Errno::LOOP) | Err(Errno::NOTDIR) => {
-                let st = rustix::fs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW)
+                let st = rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(|e| io_err("inspect", &shown, e))?;
                 let meta = Meta::of(&st);
                 if !meta.is_symlink {
@@ -172,17 +220,22 @@ pub fn open_dir(root: &Path, inside_dir: &str, create: bool) -> Result<Option<Ow
                     )));
                 }
                 if !(admin_links_ok && (meta.uid == 0 || meta.uid == euid())) {
-                    return Err(refuse_link(root, &fd, name, &shown));
+                    return Err(refuse_link(root.path(), &fd, name, &shown));
                 }
                 let follow = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-                rustix::fs::openat(&fd, name, follow, Mode::empty())
+                rustix::fs::openat(fd, name, follow, Mode::empty())
                     .map_err(|e| io_err("open directory", &shown, e))?
             }
             Err(e) => return Err(io_err("open directory", &shown, e)),
         };
-        fd = next;
+        walked = Some(next);
     }
-    Ok(Some(fd))
+    match walked {
+        Some(dir) => Ok(Some(dir)),
+        None => rustix::io::fcntl_dupfd_cloexec(base, 0)
+            .map(Some)
+            .map_err(|e| io_err("open", &root.path().display().to_string(), e)),
+    }
 }
 
 /// What resolving a directory in one system call found.
@@ -195,7 +248,7 @@ enum Beneath {
 }
 
 /// Opens `inside_dir` under `root_fd` with links refused by the kernel on every component.
-fn open_beneath(root_fd: &OwnedFd, inside_dir: &str) -> Beneath {
+fn open_beneath(root_fd: BorrowedFd<'_>, inside_dir: &str) -> Beneath {
     let mut relative = String::with_capacity(inside_dir.len());
     for name in components(inside_dir) {
         if name == ".." {
@@ -221,7 +274,7 @@ fn open_beneath(root_fd: &OwnedFd, inside_dir: &str) -> Beneath {
 /// Checks that none of `inside_dirs` (as far as they exist) runs through a symlinked directory:
 /// the preflight view of [`open_dir`], so that a planted link is reported before any phase reads
 /// through it.
-pub fn check_dirs(root: &Path, inside_dirs: &[String]) -> Result<()> {
+pub fn check_dirs(root: &Root, inside_dirs: &[String]) -> Result<()> {
     for d in inside_dirs {
         open_dir(root, d, false)?;
     }
@@ -280,17 +333,17 @@ fn temp_name(name: &str, n: u32) -> String {
 
 /// Writes `contents` with exactly `mode` to a temporary file beside `inside` and fsyncs it.
 /// The mode is set before any byte is written, so a key is never readable by others.
-pub fn stage(root: &Path, inside: &str, contents: &[u8], mode: u32) -> Result<Staged> {
+pub fn stage(root: &Root, inside: &str, contents: &[u8], mode: u32) -> Result<Staged> {
     stage_with(root, inside, contents, mode, true)
 }
 
 /// Like [`stage`], without the fsync: the caller must make the file durable (with
 /// [`super::durability::sync_filesystems`]) before it commits it.
-pub fn stage_unsynced(root: &Path, inside: &str, contents: &[u8], mode: u32) -> Result<Staged> {
+pub fn stage_unsynced(root: &Root, inside: &str, contents: &[u8], mode: u32) -> Result<Staged> {
     stage_with(root, inside, contents, mode, false)
 }
 
-fn stage_with(root: &Path, inside: &str, contents: &[u8], mode: u32, sync: bool) -> Result<Staged> {
+fn stage_with(root: &Root, inside: &str, contents: &[u8], mode: u32, sync: bool) -> Result<Staged> {
     let (dir_inside, name) = split(inside)?;
     let dir = open_dir(root, dir_inside, true)?.expect("created");
     let mut n = 0;
@@ -338,14 +391,14 @@ fn stage_with(root: &Path, inside: &str, contents: &[u8], mode: u32, sync: bool)
 }
 
 /// Writes `inside` atomically (temporary file, fsync, rename); the caller syncs the directory.
-pub fn write(root: &Path, inside: &str, contents: &[u8], mode: u32) -> Result<()> {
+pub fn write(root: &Root, inside: &str, contents: &[u8], mode: u32) -> Result<()> {
     stage(root, inside, contents, mode)?.commit()
 }
 
 /// Points the symlink `inside` at `target` (a name in the same directory) by renaming a new link
 /// over the old one, unlike the kubelet's remove-then-rename (certificate_store.go
 /// `updateSymlink`), which leaves a moment with no `-current.pem` at all.
-pub fn symlink(root: &Path, inside: &str, target: &str) -> Result<()> {
+pub fn symlink(root: &Root, inside: &str, target: &str) -> Result<()> {
     let (dir_inside, name) = split(inside)?;
     let dir = open_dir(root, dir_inside, true)?.expect("created");
     match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
@@ -365,7 +418,7 @@ pub fn symlink(root: &Path, inside: &str, target: &str) -> Result<()> {
 }
 
 /// Removes the file or link `inside` if present; returns whether it did. The caller syncs.
-pub fn remove(root: &Path, inside: &str) -> Result<bool> {
+pub fn remove(root: &Root, inside: &str) -> Result<bool> {
     let (dir_inside, name) = split(inside)?;
     let Some(dir) = open_dir(root, dir_inside, false)? else {
         return Ok(false);
@@ -378,7 +431,7 @@ pub fn remove(root: &Path, inside: &str) -> Result<bool> {
 }
 
 /// Removes the empty directory `inside` (not following a link); absent is fine.
-pub fn remove_dir(root: &Path, inside: &str) -> Result<()> {
+pub fn remove_dir(root: &Root, inside: &str) -> Result<()> {
     let (dir_inside, name) = split(inside)?;
     let Some(dir) = open_dir(root, dir_inside, false)? else {
         return Ok(());
@@ -390,7 +443,7 @@ pub fn remove_dir(root: &Path, inside: &str) -> Result<()> {
 }
 
 /// fsyncs the directory `inside_dir`, making renames and removals in it durable.
-pub fn sync_dir(root: &Path, inside_dir: &str) -> Result<()> {
+pub fn sync_dir(root: &Root, inside_dir: &str) -> Result<()> {
     let Some(dir) = open_dir(root, inside_dir, false)? else {
         return Ok(());
     };
@@ -399,7 +452,7 @@ pub fn sync_dir(root: &Path, inside_dir: &str) -> Result<()> {
 }
 
 /// `lstat` of `inside`, `None` when absent.
-pub fn stat(root: &Path, inside: &str) -> Result<Option<Meta>> {
+pub fn stat(root: &Root, inside: &str) -> Result<Option<Meta>> {
     let (dir_inside, name) = split(inside)?;
     let Some(dir) = open_dir(root, dir_inside, false)? else {
         return Ok(None);
@@ -411,9 +464,22 @@ pub fn stat(root: &Path, inside: &str) -> Result<Option<Meta>> {
     }
 }
 
+/// Whether anything (a link included, not followed) is at `inside`: `lstat` of the path under
+/// the root, starting from the root's descriptor instead of walking the root's own path.
+pub fn exists_at(root: &Root, inside: &str) -> bool {
+    let Ok(Some(base)) = root.fd(false) else {
+        return false;
+    };
+    let relative = inside.trim_start_matches('/');
+    if relative.is_empty() {
+        return true;
+    }
+    rustix::fs::statat(base, relative, AtFlags::SYMLINK_NOFOLLOW).is_ok()
+}
+
 /// Reads `inside` without following a link at its end; a link or special file comes back with
 /// no content and its [`Meta`] for the caller to refuse.
-pub fn read_nofollow(root: &Path, inside: &str) -> Result<Option<(Vec<u8>, Meta)>> {
+pub fn read_nofollow(root: &Root, inside: &str) -> Result<Option<(Vec<u8>, Meta)>> {
     let (dir_inside, name) = split(inside)?;
     let Some(dir) = open_dir(root, dir_inside, false)? else {
         return Ok(None);
@@ -440,7 +506,7 @@ pub fn read_nofollow(root: &Path, inside: &str) -> Result<Option<(Vec<u8>, Meta)
 }
 
 /// Sets the mode of the regular file `inside` (not following a link at its end).
-pub fn set_mode(root: &Path, inside: &str, mode: u32) -> Result<()> {
+pub fn set_mode(root: &Root, inside: &str, mode: u32) -> Result<()> {
     let (dir_inside, name) = split(inside)?;
     let dir = open_dir(root, dir_inside, false)?
         .ok_or_else(|| Error::conflict(format!("{inside} vanished while bootlet repaired it")))?;
@@ -452,7 +518,7 @@ pub fn set_mode(root: &Path, inside: &str, mode: u32) -> Result<()> {
 
 /// Removes temporary files an interrupted writer left in `inside_dir` (they never sit at a
 /// target path).
-pub fn remove_stale_temps(root: &Path, inside_dir: &str) {
+pub fn remove_stale_temps(root: &Root, inside_dir: &str) {
     let Ok(Some(dir)) = open_dir(root, inside_dir, false) else {
         return;
     };
@@ -471,11 +537,15 @@ pub fn remove_stale_temps(root: &Path, inside_dir: &str) {
 mod tests {
     use super::*;
 
+    fn at(p: &Path) -> Root {
+        Root::new(p)
+    }
+
     #[test]
     fn writes_land_inside_and_links_on_the_way_are_refused() {
         let root = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
-        write(root.path(), "/a/b/key.pem", b"one", 0o600).unwrap();
+        write(&at(root.path()), "/a/b/key.pem", b"one", 0o600).unwrap();
         assert_eq!(
             std::fs::read(root.path().join("a/b/key.pem")).unwrap(),
             b"one"
@@ -487,12 +557,12 @@ mod tests {
             std::os::unix::fs::PermissionsExt::from_mode(0o40700)
         );
         std::os::unix::fs::symlink(outside.path(), root.path().join("a/evil")).unwrap();
-        let e = write(root.path(), "/a/evil/key.pem", b"x", 0o600).unwrap_err();
+        let e = write(&at(root.path()), "/a/evil/key.pem", b"x", 0o600).unwrap_err();
         assert_eq!(e.kind(), crate::error::ErrorKind::Conflict);
         assert!(e.message().contains("/a/evil is a symbolic link"), "{e}");
         assert!(std::fs::read_dir(outside.path()).unwrap().next().is_none());
-        assert!(check_dirs(root.path(), &["/a/evil/x".into()]).is_err());
-        check_dirs(root.path(), &["/a/b".into(), "/nothing/here".into()]).unwrap();
+        assert!(check_dirs(&at(root.path()), &["/a/evil/x".into()]).is_err());
+        check_dirs(&at(root.path()), &["/a/b".into(), "/nothing/here".into()]).unwrap();
     }
 
     #[test]
@@ -503,14 +573,14 @@ mod tests {
             .is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
         {
             assert!(
-                open_dir(Path::new("/"), "/proc/self", false)
+                open_dir(&at(Path::new("/")), "/proc/self", false)
                     .unwrap()
                     .is_some()
             );
         }
         let root = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink("/proc", root.path().join("p")).unwrap();
-        assert!(open_dir(root.path(), "/p", false).is_err());
+        assert!(open_dir(&at(root.path()), "/p", false).is_err());
     }
 
     #[test]
@@ -519,9 +589,9 @@ mod tests {
         let victim = root.path().join("victim");
         std::fs::write(&victim, "keep").unwrap();
         std::os::unix::fs::symlink(&victim, root.path().join("t")).unwrap();
-        let (bytes, meta) = read_nofollow(root.path(), "/t").unwrap().unwrap();
+        let (bytes, meta) = read_nofollow(&at(root.path()), "/t").unwrap().unwrap();
         assert!(meta.is_symlink && bytes.is_empty());
-        write(root.path(), "/t", b"new", 0o644).unwrap();
+        write(&at(root.path()), "/t", b"new", 0o644).unwrap();
         assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
         assert_eq!(std::fs::read(root.path().join("t")).unwrap(), b"new");
     }
@@ -529,27 +599,29 @@ mod tests {
     #[test]
     fn symlinks_swap_and_refuse_regular_files() {
         let root = tempfile::tempdir().unwrap();
-        symlink(root.path(), "/cur.pem", "a.pem").unwrap();
-        symlink(root.path(), "/cur.pem", "b.pem").unwrap();
+        symlink(&at(root.path()), "/cur.pem", "a.pem").unwrap();
+        symlink(&at(root.path()), "/cur.pem", "b.pem").unwrap();
         assert_eq!(
             std::fs::read_link(root.path().join("cur.pem")).unwrap(),
             Path::new("b.pem")
         );
-        write(root.path(), "/plain.pem", b"x", 0o600).unwrap();
-        assert!(symlink(root.path(), "/plain.pem", "b.pem").is_err());
-        assert!(remove(root.path(), "/cur.pem").unwrap());
-        assert!(!remove(root.path(), "/cur.pem").unwrap());
-        assert!(!remove(root.path(), "/no/such/dir/file").unwrap());
+        write(&at(root.path()), "/plain.pem", b"x", 0o600).unwrap();
+        assert!(symlink(&at(root.path()), "/plain.pem", "b.pem").is_err());
+        assert!(remove(&at(root.path()), "/cur.pem").unwrap());
+        assert!(!remove(&at(root.path()), "/cur.pem").unwrap());
+        assert!(!remove(&at(root.path()), "/no/such/dir/file").unwrap());
     }
 
     #[test]
     fn staged_writes_are_invisible_until_committed() {
         let root = tempfile::tempdir().unwrap();
-        let s = stage(root.path(), "/d/f", b"v", 0o600).unwrap();
+        let s = stage(&at(root.path()), "/d/f", b"v", 0o600).unwrap();
         assert!(!root.path().join("d/f").exists());
         s.commit().unwrap();
         assert_eq!(std::fs::read(root.path().join("d/f")).unwrap(), b"v");
-        stage(root.path(), "/d/g", b"v", 0o600).unwrap().abandon();
+        stage(&at(root.path()), "/d/g", b"v", 0o600)
+            .unwrap()
+            .abandon();
         let names: Vec<_> = std::fs::read_dir(root.path().join("d"))
             .unwrap()
             .flatten()

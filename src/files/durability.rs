@@ -8,7 +8,6 @@
 //! whoever starts that one starts it for everybody waiting. A lone run pays one uncontended lock.
 
 use std::os::fd::OwnedFd;
-use std::path::Path;
 use std::sync::{Condvar, Mutex};
 
 use rustix::io::Errno;
@@ -57,7 +56,7 @@ pub fn sync_filesystems<'a>(dirs: impl IntoIterator<Item = &'a OwnedFd>) -> Resu
 
 /// Syncs the filesystems of the directories `inside_dirs` under `root` (see [`sync_filesystems`]);
 /// directories that no longer exist are skipped (a removal made them go).
-pub fn sync_dirs_filesystems(root: &Path, inside_dirs: &[String]) -> Result<()> {
+pub fn sync_dirs_filesystems(root: &super::confined::Root, inside_dirs: &[String]) -> Result<()> {
     let mut fds = Vec::new();
     for d in inside_dirs {
         let mut at = d.as_str();

@@ -69,9 +69,10 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
         dir
     };
     let name = format!("/{}", name.to_string_lossy());
+    let dir = confined::Root::new(dir);
     blocking(|| {
-        confined::write(dir, &name, contents, mode)?;
-        confined::sync_dir(dir, "/")
+        confined::write(&dir, &name, contents, mode)?;
+        confined::sync_dir(&dir, "/")
     })
 }
 

@@ -21,6 +21,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 mod reading;
 
@@ -29,7 +30,7 @@ use reading::{ChangingFiles, Lookups};
 use super::journal::Journal;
 use super::report::FileRecord;
 use crate::error::{Error, Result};
-use crate::files::confined::{self, Staged};
+use crate::files::confined::{self, Root, Staged};
 use crate::files::durability::{self, SyncMode};
 use crate::files::{self, Layout};
 
@@ -38,6 +39,9 @@ use crate::files::{self, Layout};
 pub struct World {
     layout: Layout,
     dry_dir: Option<PathBuf>,
+    /// The real root and the dry-run directory, each opened once for the run.
+    real_root: Arc<Root>,
+    dry_root: Option<Arc<Root>>,
     dry_removed: BTreeSet<String>,
     /// Memory of earlier runs and the ledger of bootlet's state files.
     pub journal: Journal,
@@ -86,6 +90,8 @@ impl World {
     /// writing there.
     pub fn new(layout: Layout, dry_dir: Option<PathBuf>, journal: Journal) -> World {
         World {
+            real_root: Arc::new(Root::new(layout.root())),
+            dry_root: dry_dir.as_deref().map(|d| Arc::new(Root::new(d))),
             layout,
             dry_dir,
             dry_removed: BTreeSet::new(),
@@ -109,21 +115,21 @@ impl World {
     }
 
     /// The root writes land under: the dry-run directory, or the real root.
-    fn write_root(&self) -> &Path {
-        self.dry_dir.as_deref().unwrap_or(self.layout.root())
+    fn write_root(&self) -> Arc<Root> {
+        self.dry_root.as_ref().unwrap_or(&self.real_root).clone()
     }
 
     /// Refuses a root whose layout directories run through a symlink (bootlet would write
     /// outside `--root`) or whose state directory another user owns or may write.
     pub fn check_confined(&self) -> Result<()> {
         let dirs = self.layout.directories();
-        confined::check_dirs(self.layout.root(), &dirs)?;
-        if let Some(d) = &self.dry_dir {
+        confined::check_dirs(&self.real_root, &dirs)?;
+        if let Some(d) = &self.dry_root {
             confined::check_dirs(d, &dirs)?;
         }
         for var in ["state", "staging"] {
             let inside = self.layout.path(var);
-            for root in [Some(self.layout.root()), self.dry_dir.as_deref()]
+            for root in [Some(&self.real_root), self.dry_root.as_ref()]
                 .into_iter()
                 .flatten()
             {
@@ -143,7 +149,7 @@ impl World {
                 };
                 return Err(Error::conflict(format!(
                     "planted or changed outside bootlet: {} ({why}); remove it to start over",
-                    files::host_path(root, inside).display()
+                    files::host_path(root.path(), inside).display()
                 )));
             }
         }
@@ -160,7 +166,7 @@ impl World {
     /// credential anything uses.
     pub fn flush(&mut self) -> Result<()> {
         let _changing = ChangingFiles::begin(&self.lookups);
-        let root = self.write_root().to_path_buf();
+        let root = self.write_root();
         let journal_path = self.layout.path("journal").to_string();
         if !self.journal_retired && (self.journal_dirty || !self.deferred.is_empty()) {
             let text = self.journal.render()?;
@@ -230,7 +236,7 @@ impl World {
     /// Stages the journal as it will be once `removed` are gone (and the staged files in place),
     /// if it will change: renamed in after the removals, so that the ledger never names fewer
     /// files than are present (the next run would distrust the others).
-    fn stage_journal_after(&self, root: &Path, removed: &[String]) -> Result<Option<Staged>> {
+    fn stage_journal_after(&self, root: &Root, removed: &[String]) -> Result<Option<Staged>> {
         if self.journal_retired || removed.is_empty() {
             return Ok(None);
         }
@@ -247,7 +253,7 @@ impl World {
     }
 
     /// Does the deferred removals, after the files they make way for are in place.
-    fn remove_deferred(&mut self, root: &Path) -> Result<()> {
+    fn remove_deferred(&mut self, root: &Root) -> Result<()> {
         for removal in std::mem::take(&mut self.deferred_removals) {
             let inside = match removal {
                 Removal::File(inside) => {
@@ -275,7 +281,7 @@ impl World {
         if self.is_dry_run() {
             return Ok(());
         }
-        let root = self.write_root().to_path_buf();
+        let root = self.write_root();
         files::blocking(|| match self.sync_mode {
             SyncMode::Filesystem => durability::sync_dirs_filesystems(&root, &dirs),
             SyncMode::PerFile => dirs.iter().try_for_each(|d| confined::sync_dir(&root, d)),
@@ -363,7 +369,7 @@ impl World {
 
     /// Where a write of `inside` lands.
     pub fn write_host_path(&self, inside: &str) -> PathBuf {
-        files::host_path(self.write_root(), inside)
+        files::host_path(self.write_root().path(), inside)
     }
 
     fn check_write(&self, inside: &str, mode: Option<u32>) -> Result<()> {
@@ -388,7 +394,7 @@ impl World {
     pub fn write(&mut self, inside: &str, contents: &[u8], mode: u32) -> Result<()> {
         let _changing = ChangingFiles::begin(&self.lookups);
         self.check_write(inside, Some(mode))?;
-        let root = self.write_root().to_path_buf();
+        let root = self.write_root();
         let sha256 = crate::pki::sha256_hex(contents);
         let staged = confined::stage_unsynced(&root, inside, contents, mode)?;
         if self.layout.is_tracked_state(inside) {
@@ -450,8 +456,7 @@ impl World {
             let content = self.read(inside)?.unwrap_or_default();
             return self.write(inside, &content, mode);
         }
-        let root = self.layout.root().to_path_buf();
-        confined::set_mode(&root, inside, mode)?;
+        confined::set_mode(&self.real_root, inside, mode)?;
         self.unsettled.insert(dir_of(inside));
         self.records.push(FileRecord {
             path: inside.to_string(),
@@ -517,7 +522,7 @@ impl World {
         self.abandon_deferred(inside);
         if self.is_dry_run() {
             self.dry_removed.insert(inside.to_string());
-            let root = self.write_root().to_path_buf();
+            let root = self.write_root();
             confined::remove(&root, inside)?;
         } else {
             self.pending_removed.insert(inside.to_string());
@@ -539,7 +544,7 @@ impl World {
         if !self.exists(&inside) {
             return Ok(false);
         }
-        let root = self.write_root().to_path_buf();
+        let root = self.write_root();
         if self.is_dry_run() {
             self.dry_removed.insert(inside.clone());
             confined::remove(&root, &inside)?;
@@ -608,7 +613,7 @@ impl World {
     /// Removes temporary files an interrupted writer left in the layout's directories.
     pub fn remove_stale_temps(&self) {
         let _changing = ChangingFiles::begin(&self.lookups);
-        let root = self.write_root().to_path_buf();
+        let root = self.write_root();
         for d in self.layout.directories() {
             confined::remove_stale_temps(&root, &d);
         }

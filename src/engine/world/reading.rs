@@ -3,13 +3,13 @@
 //! recorded content); anything else is named as planted or changed outside bootlet.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use super::World;
 use crate::error::{Error, Result};
 use crate::files;
-use crate::files::confined::{self, Meta};
+use crate::files::confined::{self, Meta, Root};
 use crate::kubeconfig::ClusterAccess;
 
 /// Which root held each path a world asked about (see [`World::root_holding`]).
@@ -45,7 +45,7 @@ fn forget(lookups: &Mutex<HashMap<String, Option<Holder>>>) {
 
 impl World {
     /// Which root holds `inside` in this world (the dry-run directory first), if any.
-    pub(super) fn root_holding(&self, inside: &str) -> Option<&Path> {
+    pub(super) fn root_holding(&self, inside: &str) -> Option<&Root> {
         if self.pending_removed.contains(inside) {
             return None;
         }
@@ -57,27 +57,24 @@ impl World {
             .entry(inside.to_string())
             .or_insert_with(|| self.look_up(inside));
         match holder? {
-            Holder::DryRun => self.dry_dir.as_deref(),
-            Holder::Real => Some(self.layout.root()),
+            Holder::DryRun => self.dry_root.as_deref(),
+            Holder::Real => Some(&self.real_root),
         }
     }
 
     fn look_up(&self, inside: &str) -> Option<Holder> {
-        if let Some(d) = &self.dry_dir
-            && files::host_path(d, inside).symlink_metadata().is_ok()
+        if let Some(d) = &self.dry_root
+            && confined::exists_at(d, inside)
         {
             return Some(Holder::DryRun);
         }
-        files::host_path(self.layout.root(), inside)
-            .symlink_metadata()
-            .is_ok()
-            .then_some(Holder::Real)
+        confined::exists_at(&self.real_root, inside).then_some(Holder::Real)
     }
 
     /// Where `inside` is read from, or `None` if it does not exist in this world.
     pub fn read_host_path(&self, inside: &str) -> Option<PathBuf> {
         self.root_holding(inside)
-            .map(|root| files::host_path(root, inside))
+            .map(|root| files::host_path(root.path(), inside))
     }
 
     /// Reads `inside`, `None` if absent. A state file is returned only when the journal vouches
@@ -110,7 +107,7 @@ impl World {
             None => Ok(Some(bytes)),
             Some(why) => Err(Error::conflict(format!(
                 "planted or changed outside bootlet: {} ({why}); remove it to start over",
-                files::host_path(root, inside).display()
+                files::host_path(root.path(), inside).display()
             ))),
         }
     }
@@ -155,7 +152,7 @@ impl World {
         let Some(root) = self.root_holding(inside) else {
             return Ok(None);
         };
-        let shown = files::host_path(root, inside).display().to_string();
+        let shown = files::host_path(root.path(), inside).display().to_string();
         let Some((bytes, meta)) = confined::read_nofollow(root, inside)? else {
             return Ok(None);
         };
