@@ -83,7 +83,19 @@ pub enum StoreError {
 pub const MAX_OBJECT_BYTES: usize = 1536 * 1024;
 
 fn too_large(obj: &Value) -> bool {
-    serde_json::to_vec(obj).map(|b| b.len()).unwrap_or(0) > MAX_OBJECT_BYTES
+    /// Counts the bytes the object serializes to without keeping them: every write is measured.
+    struct Counted(usize);
+    impl std::io::Write for Counted {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counted = Counted(0);
+    serde_json::to_writer(&mut counted, obj).is_ok() && counted.0 > MAX_OBJECT_BYTES
 }
 
 /// RFC 3339 seconds, as Kubernetes writes timestamps.
