@@ -288,9 +288,9 @@ impl World {
         })
     }
 
-    /// Ends the run's file work: what its phases left staged is put in place with the journal, a
-    /// journal change still waiting (a ledger entry whose file that flush removed) is written,
-    /// and everything is made durable.
+    /// Ends the run's file work: what its phases left staged is put in place with the journal (a
+    /// journal that changed without files, after a phase that only sent requests, is written when
+    /// one exists or this run changed files), and everything is made durable.
     pub fn finish(&mut self) -> Result<()> {
         if self.has_staged_work() {
             self.flush()?;
