@@ -56,7 +56,7 @@ pub(super) fn runs_upstream_of(
 
 /// Runs the done-check of `name`, held to read-only requests of its manifest.
 pub(super) async fn recheck(cx: &mut Ctx, graph: &PhaseGraph, name: &str) -> Result<Check> {
-    let manifest = graph.get(name).expect("known").clone();
+    let manifest = graph.get(name).expect("known");
     let imp = phases::implementation(name)
         .ok_or_else(|| Error::internal(format!("phase {name} has no implementation")))?;
     cx.set_phase(name);
@@ -134,18 +134,19 @@ pub(super) fn used_up_by(
 
 /// Whether `later` comes after `earlier` through `needs` or `after` edges.
 pub(super) fn downstream_of(graph: &PhaseGraph, later: &str, earlier: &str) -> bool {
-    let mut stack = vec![later.to_string()];
+    // Asked for every pair of phases in a run's loop: walked over borrowed names.
+    let mut stack = vec![later];
     let mut seen = BTreeSet::new();
     while let Some(n) = stack.pop() {
-        if !seen.insert(n.clone()) {
+        if !seen.insert(n) {
             continue;
         }
-        if let Some(m) = graph.get(&n) {
+        if let Some(m) = graph.get(n) {
             for dep in m.needs.iter().chain(&m.after) {
                 if dep == earlier {
                     return true;
                 }
-                stack.push(dep.clone());
+                stack.push(dep);
             }
         }
     }
