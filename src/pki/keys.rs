@@ -34,21 +34,17 @@ impl PrivateKey {
     /// Within [`super::remembered::remembering`] a text already loaded is not parsed again
     /// (parsing checks the public half: a point multiplication).
     pub fn from_pem(pem: &str, what: &str) -> Result<Self> {
-        let digest = super::remembered::digest_of(&[pem.as_bytes()]);
-        if let Some(key) = super::remembered::loaded_key(&digest) {
-            return Ok(key);
-        }
-        let pair = KeyPair::from_pem(pem).map_err(|_| {
-            Error::invalid(format!(
-                "{what} is not a PKCS#8 PEM private key (\"BEGIN PRIVATE KEY\"); convert one with `openssl pkcs8 -topk8 -nocrypt -in KEY -out KEY.pk8`"
-            ))
-        })?;
-        let key = PrivateKey {
-            pem: SecretString::new(pem.to_string()),
-            pair: std::sync::Arc::new(pair),
-        };
-        super::remembered::key_loaded(digest, &key);
-        Ok(key)
+        super::remembered::key_or(pem, || {
+            let pair = KeyPair::from_pem(pem).map_err(|_| {
+                Error::invalid(format!(
+                    "{what} is not a PKCS#8 PEM private key (\"BEGIN PRIVATE KEY\"); convert one with `openssl pkcs8 -topk8 -nocrypt -in KEY -out KEY.pk8`"
+                ))
+            })?;
+            Ok(PrivateKey {
+                pem: SecretString::new(pem.to_string()),
+                pair: std::sync::Arc::new(pair),
+            })
+        })
     }
 
     /// The PKCS#8 PEM text.

@@ -32,29 +32,26 @@ pub fn pem_encode(label: &str, der: &[u8]) -> String {
 
 /// All `CERTIFICATE` blocks of a PEM text, in order. `what` names the input in errors.
 pub fn parse_certs_pem(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>> {
-    let digest = remembered::digest_of(&[pem]);
-    if let Some(certs) = remembered::parsed_certificates(&digest) {
-        return Ok(certs);
-    }
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| {
-            Error::invalid(format!(
-                "{what} is not valid PEM ({}); expected one or more CERTIFICATE blocks",
-                pem_problem(&e)
-            ))
-        })?;
-    if certs.is_empty() {
-        return Err(Error::invalid(format!(
-            "{what} holds no CERTIFICATE block; expected a PEM certificate"
-        )));
-    }
-    for (i, der) in certs.iter().enumerate() {
-        cert::CertInfo::parse(der)
-            .map_err(|e| e.context(format!("{what}, certificate {}", i + 1)))?;
-    }
-    remembered::certificates_parsed(digest, &certs);
-    Ok(certs)
+    remembered::certificates_or(pem, || {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| {
+                Error::invalid(format!(
+                    "{what} is not valid PEM ({}); expected one or more CERTIFICATE blocks",
+                    pem_problem(&e)
+                ))
+            })?;
+        if certs.is_empty() {
+            return Err(Error::invalid(format!(
+                "{what} holds no CERTIFICATE block; expected a PEM certificate"
+            )));
+        }
+        for (i, der) in certs.iter().enumerate() {
+            cert::CertInfo::parse(der)
+                .map_err(|e| e.context(format!("{what}, certificate {}", i + 1)))?;
+        }
+        Ok(certs)
+    })
 }
 
 /// A subject of organizations then a common name. rcgen keeps one value per attribute type, so

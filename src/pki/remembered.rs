@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 use rustls_pki_types::CertificateDer;
 
 use super::keys::PrivateKey;
+use crate::error::Result;
 
 /// SHA-256 of an input: the memory's key.
 pub(super) type Digest = [u8; 32];
@@ -60,24 +61,34 @@ pub(super) fn signature_ok(digest: Digest) {
     with(|m| m.signatures.insert(digest));
 }
 
-/// The key this run loaded from the PEM text with `digest`.
-pub(super) fn loaded_key(digest: &Digest) -> Option<PrivateKey> {
-    with(|m| m.keys.get(digest).cloned()).flatten()
+/// The key this run loaded from the PEM text `pem`, or the one `load` makes of it (remembered
+/// if it loads).
+pub(super) fn key_or(pem: &str, load: impl FnOnce() -> Result<PrivateKey>) -> Result<PrivateKey> {
+    recall_or(|m| &mut m.keys, pem.as_bytes(), load)
 }
 
-/// Remembers a key loaded from the PEM text with `digest`.
-pub(super) fn key_loaded(digest: Digest, key: &PrivateKey) {
-    with(|m| m.keys.insert(digest, key.clone()));
+/// The certificates this run parsed from the PEM text `pem`, or the ones `parse` finds in it
+/// (remembered if they all parse).
+pub(super) fn certificates_or(
+    pem: &[u8],
+    parse: impl FnOnce() -> Result<Vec<CertificateDer<'static>>>,
+) -> Result<Vec<CertificateDer<'static>>> {
+    recall_or(|m| &mut m.certificates, pem, parse)
 }
 
-/// The certificates this run parsed from the PEM text with `digest`.
-pub(super) fn parsed_certificates(digest: &Digest) -> Option<Vec<CertificateDer<'static>>> {
-    with(|m| m.certificates.get(digest).cloned()).flatten()
-}
-
-/// Remembers the certificates parsed from the PEM text with `digest`.
-pub(super) fn certificates_parsed(digest: Digest, certs: &[CertificateDer<'static>]) {
-    with(|m| m.certificates.insert(digest, certs.to_vec()));
+/// What this run made of `input` before, or what `make` makes of it now, kept if it succeeds.
+fn recall_or<T: Clone>(
+    table: fn(&mut Memory) -> &mut HashMap<Digest, T>,
+    input: &[u8],
+    make: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    let digest = digest_of(&[input]);
+    if let Some(made) = with(|m| table(m).get(&digest).cloned()).flatten() {
+        return Ok(made);
+    }
+    let made = make()?;
+    with(|m| table(m).insert(digest, made.clone()));
+    Ok(made)
 }
 
 #[cfg(test)]
@@ -87,19 +98,32 @@ mod tests {
     #[tokio::test]
     async fn remembers_within_a_scope_and_not_outside() {
         let key = PrivateKey::generate().unwrap();
-        let d = digest_of(&[key.pem().expose().as_bytes()]);
-        key_loaded(d, &key);
-        assert!(loaded_key(&d).is_none(), "outside a scope nothing is kept");
+        let pem = key.pem().expose().clone();
+        let loads = std::cell::Cell::new(0);
+        let load = || {
+            loads.set(loads.get() + 1);
+            Ok(key.clone())
+        };
+        key_or(&pem, load).unwrap();
+        key_or(&pem, load).unwrap();
+        assert_eq!(loads.get(), 2, "outside a scope nothing is kept");
         remembering(async {
-            assert!(loaded_key(&d).is_none(), "each scope starts empty");
-            key_loaded(d, &key);
-            let again = loaded_key(&d).expect("remembered");
+            let again = key_or(&pem, load).unwrap();
+            assert_eq!(loads.get(), 3, "each scope starts empty");
             assert_eq!(again.fingerprint(), key.fingerprint());
+            key_or(&pem, load).unwrap();
+            assert_eq!(loads.get(), 3, "loaded once per scope");
+            let failed = key_or("other", || Err(crate::error::Error::invalid("no")));
+            assert!(failed.is_err());
+            key_or("other", load).unwrap();
+            assert_eq!(loads.get(), 4, "a failure is not kept");
+            let d = digest_of(&[pem.as_bytes()]);
             signature_ok(d);
             assert!(signature_verified(&d));
             assert!(!signature_verified(&digest_of(&[b"other"])));
         })
         .await;
+        let d = digest_of(&[pem.as_bytes()]);
         remembering(async { assert!(!signature_verified(&d), "not carried over") }).await;
     }
 

@@ -746,6 +746,7 @@ mod tests {
                 .contains("is not what bootlet wrote")
         );
     }
+
     #[test]
     fn staged_work_waits_across_phases_until_finish() {
         let root = tempfile::tempdir().unwrap();
