@@ -69,7 +69,7 @@ pub async fn check(cx: &mut Ctx, kind: CertKind) -> Result<Check> {
 /// join kept (`--keep-bootstrap-kubeconfig`).
 fn bootstrap_access(cx: &Ctx) -> Result<Option<ClusterAccess>> {
     if let Some(p) = &cx.settings.bootstrap_kubeconfig {
-        return crate::kubeconfig::load(p, "the bootstrap kubeconfig").map(Some);
+        return cx.given_kubeconfig(p, "the bootstrap kubeconfig").map(Some);
     }
     cx.world.read_kubeconfig(
         cx.layout.path("bootstrap_kubeconfig"),
