@@ -228,9 +228,10 @@ pub fn delete_namespace(call: &Call<'_>) -> Reply<Value> {
         ));
     }
     let mut store = call.state.store.lock().expect("store");
-    let Some(mut ns) = store.get("namespaces", "", name) else {
+    let Some(ns) = store.get("namespaces", "", name) else {
         return Err(super::http::not_found(call.def(), name));
     };
+    let mut ns = std::sync::Arc::unwrap_or_clone(ns);
     if ns["status"]["phase"] == "Terminating" {
         return Ok(ns);
     }
@@ -238,6 +239,7 @@ pub fn delete_namespace(call: &Call<'_>) -> Reply<Value> {
     ns["status"]["phase"] = json!("Terminating");
     store
         .update("namespaces", "", name, ns)
+        .map(std::sync::Arc::unwrap_or_clone)
         .map_err(|e| super::http::store_error(call.def(), name, e))
 }
 

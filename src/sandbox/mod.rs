@@ -140,6 +140,7 @@ impl Sandbox {
             .lock()
             .expect("store")
             .get(resource, namespace, name)
+            .map(std::sync::Arc::unwrap_or_clone)
     }
 
     /// Lists objects straight from the store.

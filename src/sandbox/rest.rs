@@ -79,9 +79,10 @@ fn get(call: &Call<'_>, accept: &str) -> Reply {
             s.resource_version(),
         )
     };
-    let Some(mut obj) = obj else {
+    let Some(obj) = obj else {
         return Err(not_found(t.def, &t.name));
     };
+    let mut obj = std::sync::Arc::unwrap_or_clone(obj);
     if call.state.options.tamper_cluster_info
         && t.def.plural == "configmaps"
         && t.name == "cluster-info"
@@ -419,7 +420,8 @@ fn patch(call: &Call<'_>, body: &Payload<'_>) -> Reply {
         .store
         .lock()
         .expect("store")
-        .get(t.def.plural, &t.namespace, &t.name);
+        .get(t.def.plural, &t.namespace, &t.name)
+        .map(std::sync::Arc::unwrap_or_clone);
     if kind == PatchKind::Apply {
         return apply(call, body, old, mode);
     }

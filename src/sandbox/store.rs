@@ -3,6 +3,7 @@
 //! resourceVersion (older ones get 410 Gone, as from etcd compaction).
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -32,33 +33,37 @@ pub struct Event {
     pub name: String,
     /// The object after the change (before, for deletions). Shared: every watch receives every
     /// event, and a deep copy per watch would make a storm quadratic in memory traffic.
-    pub object: std::sync::Arc<Value>,
+    pub object: Arc<Value>,
 }
 
 /// The store.
 pub struct Store {
     rv: u64,
-    objects: BTreeMap<Key, Value>,
-    history: VecDeque<Event>,
-    tx: broadcast::Sender<Event>,
+    /// Shared with the events that carry them: a change stores one copy, not one per event, and
+    /// a read (authentication, authorization, the controllers) takes a reference, not a copy.
+    objects: BTreeMap<Key, Arc<Value>>,
+    /// Events are shared between the history, the broadcast and the pinned watches: one
+    /// allocation per change, and a channel slot of one pointer.
+    history: VecDeque<Arc<Event>>,
+    tx: broadcast::Sender<Arc<Event>>,
     /// Watches pinned to one object (`fieldSelector=metadata.name=…`, how a node waits for its
     /// CSR), by (resource, name): they hear only that object's events. Through the broadcast,
     /// a thousand waiting nodes would each wake for every node's events.
-    named: HashMap<(String, String), Vec<mpsc::UnboundedSender<Event>>>,
+    named: HashMap<(String, String), Vec<mpsc::UnboundedSender<Arc<Event>>>>,
 }
 
 /// What a watch hears: every event of the store, or only one object's.
 pub enum Subscription {
     /// Every event (filtered by the watch).
-    All(broadcast::Receiver<Event>),
+    All(broadcast::Receiver<Arc<Event>>),
     /// The events of one object.
-    Named(mpsc::UnboundedReceiver<Event>),
+    Named(mpsc::UnboundedReceiver<Arc<Event>>),
 }
 
 impl Subscription {
     /// The next event; `None` when the watch fell behind (it ends, and the client resumes from
     /// its last resourceVersion) or the store is gone.
-    pub async fn recv(&mut self) -> Option<Event> {
+    pub async fn recv(&mut self) -> Option<Arc<Event>> {
         match self {
             Subscription::All(rx) => rx.recv().await.ok(),
             Subscription::Named(rx) => rx.recv().await,
@@ -147,7 +152,7 @@ impl Store {
     }
 
     /// Subscribes to every future event (the controllers).
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.tx.subscribe()
     }
 
@@ -170,7 +175,12 @@ impl Store {
     /// `rv` is older than the history. A node waiting for its CSR resumes from the version its
     /// create returned, and in a storm every other node's events follow it: the name is compared
     /// before anything else so that replaying them is a string comparison each.
-    pub fn events_since(&self, rv: u64, resource: &str, name: Option<&str>) -> Option<Vec<Event>> {
+    pub fn events_since(
+        &self,
+        rv: u64,
+        resource: &str,
+        name: Option<&str>,
+    ) -> Option<Vec<Arc<Event>>> {
         if let Some(oldest) = self.history.front()
             && rv + 1 < oldest.rv
             && self.history.len() >= HISTORY
@@ -189,8 +199,8 @@ impl Store {
         )
     }
 
-    /// An object.
-    pub fn get(&self, resource: &str, ns: &str, name: &str) -> Option<Value> {
+    /// An object (shared; `Arc::unwrap_or_clone` for a copy to change).
+    pub fn get(&self, resource: &str, ns: &str, name: &str) -> Option<Arc<Value>> {
         self.objects
             .get(&(resource.into(), ns.into(), name.into()))
             .cloned()
@@ -220,6 +230,7 @@ impl Store {
         self.objects
             .range((lower, Bound::Unbounded))
             .take_while(move |((r, n, _), _)| r == resource && (ns.is_empty() || n == ns))
+            .map(|(k, v)| (k, &**v))
     }
 
     /// How many objects of `resource` are stored.
@@ -227,19 +238,19 @@ impl Store {
         self.range(resource, "", None).count()
     }
 
-    fn emit(&mut self, kind: &'static str, resource: &str, ns: &str, object: Value) {
+    fn emit(&mut self, kind: &'static str, resource: &str, ns: &str, object: Arc<Value>) {
         let name = object["metadata"]["name"]
             .as_str()
             .unwrap_or_default()
             .to_string();
-        let ev = Event {
+        let ev = Arc::new(Event {
             rv: self.rv,
             kind,
             resource: resource.into(),
             namespace: ns.into(),
             name,
-            object: std::sync::Arc::new(object),
-        };
+            object,
+        });
         self.history.push_back(ev.clone());
         if self.history.len() > HISTORY {
             self.history.pop_front();
@@ -265,7 +276,7 @@ impl Store {
         resource: &str,
         ns: &str,
         mut obj: Value,
-    ) -> Result<Value, StoreError> {
+    ) -> Result<Arc<Value>, StoreError> {
         let name = obj["metadata"]["name"]
             .as_str()
             .unwrap_or_default()
@@ -285,6 +296,7 @@ impl Store {
         if !ns.is_empty() {
             meta.insert("namespace".into(), json!(ns));
         }
+        let obj = Arc::new(obj);
         self.objects.insert(key, obj.clone());
         self.emit("ADDED", resource, ns, obj.clone());
         Ok(obj)
@@ -298,7 +310,7 @@ impl Store {
         ns: &str,
         name: &str,
         mut obj: Value,
-    ) -> Result<Value, StoreError> {
+    ) -> Result<Arc<Value>, StoreError> {
         let key = (resource.to_string(), ns.to_string(), name.to_string());
         let Some(old) = self.objects.get(&key) else {
             return Err(StoreError::NotFound);
@@ -323,6 +335,7 @@ impl Store {
         if !ns.is_empty() {
             meta.insert("namespace".into(), json!(ns));
         }
+        let obj = Arc::new(obj);
         self.objects.insert(key, obj.clone());
         self.emit("MODIFIED", resource, ns, obj.clone());
         Ok(obj)
@@ -335,7 +348,7 @@ impl Store {
         ns: &str,
         name: &str,
         uid: Option<&str>,
-    ) -> Result<Value, StoreError> {
+    ) -> Result<Arc<Value>, StoreError> {
         let key = (resource.to_string(), ns.to_string(), name.to_string());
         let Some(old) = self.objects.get(&key) else {
             return Err(StoreError::NotFound);
@@ -345,9 +358,10 @@ impl Store {
         {
             return Err(StoreError::Conflict);
         }
-        let mut old = self.objects.remove(&key).expect("present");
+        let mut old = Arc::unwrap_or_clone(self.objects.remove(&key).expect("present"));
         let rv = self.next_rv();
         old["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let old = Arc::new(old);
         self.emit("DELETED", resource, ns, old.clone());
         Ok(old)
     }
@@ -372,8 +386,8 @@ mod tests {
             .unwrap()
             .parse()
             .unwrap();
-        let mut stale = a.clone();
-        s.update("secrets", "ns", "a", a.clone()).unwrap();
+        let mut stale = (*a).clone();
+        s.update("secrets", "ns", "a", (*a).clone()).unwrap();
         stale["data"] = json!({"x": "eQ=="});
         assert_eq!(
             s.update("secrets", "ns", "a", stale),

@@ -26,15 +26,30 @@ struct Encoding {
 
 impl Encoding {
     fn line(&self, t: &Target, kind: &str, object: &Value, rv: u64, first: &mut bool) -> Bytes {
+        let table;
         let object = if self.table && kind != "ERROR" && kind != "BOOKMARK" {
             let with_columns = std::mem::replace(first, false);
-            super::tables::table_with(t.def, std::slice::from_ref(object), rv, with_columns)
+            table =
+                super::tables::table_with(t.def, std::slice::from_ref(object), rv, with_columns);
+            &table
         } else {
-            object.clone()
+            object
         };
-        let mut line =
-            serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
-        line.push(b'\n');
+        // Written around the borrowed object: `json!` would deep-copy it for every event of
+        // every watch.
+        let mut line = Vec::with_capacity(256);
+        line.extend_from_slice(b"{\"type\":");
+        let written = serde_json::to_writer(&mut line, kind)
+            .and_then(|()| {
+                line.extend_from_slice(b",\"object\":");
+                serde_json::to_writer(&mut line, object)
+            })
+            .is_ok();
+        if !written {
+            // Not reached for a JSON value; an empty line keeps the stream well-formed.
+            return Bytes::from_static(b"\n");
+        }
+        line.extend_from_slice(b"}\n");
         Bytes::from(line)
     }
 }
@@ -53,7 +68,9 @@ pub fn serve(
     sel: Selectors,
     accept: &str,
 ) -> Response<Body> {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(256);
+    // Lines, not frames: a channel allocates its slots 32 at a time, and a frame is two and a
+    // half times the size of a line (it may hold trailers).
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(256);
     let t = Target {
         subresource: String::new(),
         ..t.clone()
@@ -115,12 +132,12 @@ pub fn serve(
         let lines = match initial {
             Ok(lines) => lines,
             Err(gone) => {
-                let _ = tx.send(Ok(Frame::data(gone))).await;
+                let _ = tx.send(Ok(gone)).await;
                 return;
             }
         };
         for l in lines {
-            if tx.send(Ok(Frame::data(l))).await.is_err() {
+            if tx.send(Ok(l)).await.is_err() {
                 return;
             }
         }
@@ -138,13 +155,13 @@ pub fn serve(
                 _ = shutdown.changed() => return,
                 _ = bookmark.tick(), if bookmarks => {
                     let obj = json!({"kind": t.def.kind, "apiVersion": t.def.api_version(), "metadata": {"resourceVersion": last_rv.to_string()}});
-                    if tx.send(Ok(Frame::data(enc.line(&t, "BOOKMARK", &obj, last_rv, &mut first)))).await.is_err() { return; }
+                    if tx.send(Ok(enc.line(&t, "BOOKMARK", &obj, last_rv, &mut first))).await.is_err() { return; }
                 }
                 ev = rx_events.recv() => match ev {
                     Some(ev) => {
                         if ev.rv <= last_rv { continue; }
                         last_rv = ev.rv;
-                        if event_matches(&ev, &t, &sel) && tx.send(Ok(Frame::data(enc.line(&t, ev.kind, &ev.object, ev.rv, &mut first)))).await.is_err() {
+                        if event_matches(&ev, &t, &sel) && tx.send(Ok(enc.line(&t, ev.kind, &ev.object, ev.rv, &mut first))).await.is_err() {
                             return;
                         }
                     }
@@ -155,7 +172,7 @@ pub fn serve(
         }
     });
     let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
+        rx.recv().await.map(|line| (line.map(Frame::data), rx))
     });
     Response::builder()
         .status(200)

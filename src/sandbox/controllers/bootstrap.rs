@@ -66,7 +66,7 @@ pub fn sign_cluster_info(state: &State) {
         }
     }
     if data != before {
-        let mut updated = cm.clone();
+        let mut updated = (*cm).clone();
         updated["data"] = Value::Object(data);
         let _ = store.update("configmaps", "kube-public", "cluster-info", updated);
     }
