@@ -207,6 +207,36 @@ fn token_create_list_and_delete_match_kubectl_and_a_deleted_token_stops_authenti
     with_kubeconfig(&sb, &["token", "create", "--usages", "root"]).fails_with(2, "unknown usage");
 }
 
+/// bootlet builds its own HTTP stack under kube's client (docs/decisions.md): the kubeconfig's
+/// `tls-server-name` must still be the name the server's certificate is checked against.
+#[test]
+fn an_admin_kubeconfigs_tls_server_name_is_the_name_the_certificate_is_checked_against() {
+    let sb = TestSandbox::start();
+    let dir = tempfile::tempdir().unwrap();
+    let admin = std::fs::read_to_string(sb.admin_conf()).unwrap();
+    let server_line = format!("    server: {}\n", sb.url());
+    assert!(admin.contains(&server_line), "{admin}");
+    let named = |name: &str| {
+        let text = admin.replace(
+            &server_line,
+            &format!("{server_line}    tls-server-name: {name}\n"),
+        );
+        write_file(dir.path(), &format!("admin-{name}.conf"), &text)
+    };
+    let requests =
+        |sb: &TestSandbox| -> u64 { sb.sb().counters().values().flat_map(|v| v.values()).sum() };
+    // A name the sandbox's certificate carries (besides 127.0.0.1): listed.
+    let right = bootlet(&["token", "list", "--kubeconfig", s(&named("kubernetes"))]);
+    assert_eq!(right.code, 0, "{}", right.stderr);
+    assert_starts(&right.stdout, "TOKEN");
+    // A name it does not carry: refused at the handshake, before the admin's credentials go out.
+    let before = requests(&sb);
+    let wrong = bootlet(&["token", "list", "--kubeconfig", s(&named("wrong.example"))]);
+    wrong.fails_with(5, "failed verification against the trusted CA");
+    assert_has(&wrong.stderr, "no credential was sent");
+    assert_eq!(requests(&sb), before, "a request reached the server");
+}
+
 #[test]
 fn repeated_one_shot_joins_leave_no_token_secret_behind() {
     let sb = TestSandbox::start();
