@@ -17,6 +17,7 @@ use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
@@ -59,9 +60,16 @@ pub fn euid() -> u32 {
 /// once opened, its descriptor, which every later call starts from. One run opens its root once
 /// instead of walking the root's own path again for every file it reads or writes; the root is
 /// the operator's choice, so holding it open follows it wherever it is, as the path did.
+///
+/// A root found missing by a read is remembered as missing for later reads (a fresh node's run
+/// asked about thirty times, each a failed walk of the root's whole path); a write still opens or
+/// creates it. A run holds its root's lock before its World first looks, so no other bootlet run
+/// creates the root meanwhile, and anything else that did would have written nothing the run may
+/// trust: "missing" is the answer the run's checks treat as "not done".
 pub struct Root {
     path: PathBuf,
     fd: OnceLock<OwnedFd>,
+    missing: AtomicBool,
 }
 
 impl std::fmt::Debug for Root {
@@ -76,6 +84,7 @@ impl Root {
         Root {
             path: path.into(),
             fd: OnceLock::new(),
+            missing: AtomicBool::new(false),
         }
     }
 
@@ -84,13 +93,17 @@ impl Root {
         &self.path
     }
 
-    /// The root's descriptor; with `create`, a missing root is made. A missing root is not
-    /// remembered: a later call may create it.
+    /// The root's descriptor; with `create`, a missing root is made. Without it, a root once
+    /// found missing is `None` without looking again.
     fn fd(&self, create: bool) -> Result<Option<BorrowedFd<'_>>> {
         if let Some(fd) = self.fd.get() {
             return Ok(Some(fd.as_fd()));
         }
+        if !create && self.missing.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
         let Some(fd) = open_root(&self.path, create)? else {
+            self.missing.store(true, Ordering::Relaxed);
             return Ok(None);
         };
         // Two threads opening at once keep one descriptor; the other is closed.
@@ -539,6 +552,25 @@ mod tests {
 
     fn at(p: &Path) -> Root {
         Root::new(p)
+    }
+
+    #[test]
+    fn a_missing_root_is_remembered_for_reads_and_created_by_a_write() {
+        let parent = tempfile::tempdir().unwrap();
+        let path = parent.path().join("node");
+        let root = at(&path);
+        assert!(!exists_at(&root, "/f"));
+        // Created behind the Root's back (no bootlet run does this while it holds the lock):
+        // reads keep the answer they had.
+        std::fs::create_dir(&path).unwrap();
+        std::fs::write(path.join("f"), b"planted").unwrap();
+        assert!(!exists_at(&root, "/f"));
+        assert!(read_nofollow(&root, "/f").unwrap().is_none());
+        // A write opens the root that is there, and reads see it from then on.
+        write(&root, "/g", b"mine", 0o600).unwrap();
+        assert_eq!(std::fs::read(path.join("g")).unwrap(), b"mine");
+        assert!(exists_at(&root, "/f"));
+        assert_eq!(read_nofollow(&root, "/g").unwrap().unwrap().0, b"mine");
     }
 
     #[test]
