@@ -79,20 +79,23 @@ fn get(call: &Call<'_>, accept: &str) -> Reply {
             s.resource_version(),
         )
     };
-    let Some(obj) = obj else {
+    let Some(mut obj) = obj else {
         return Err(not_found(t.def, &t.name));
     };
-    let mut obj = std::sync::Arc::unwrap_or_clone(obj);
     if call.state.options.tamper_cluster_info
         && t.def.plural == "configmaps"
         && t.name == "cluster-info"
         && let Some(k) = obj["data"]["kubeconfig"].as_str()
     {
-        obj["data"]["kubeconfig"] =
-            json!(k.replace("server: https://127.0.0.1", "server: https://127.0.0.2"));
+        let tampered = json!(k.replace("server: https://127.0.0.1", "server: https://127.0.0.2"));
+        // The answer is changed, not the stored object.
+        std::sync::Arc::make_mut(&mut obj)["data"]["kubeconfig"] = tampered;
     }
     Ok(if table_wanted(accept) {
-        json_response(StatusCode::OK, &super::tables::table(t.def, &[obj], rv))
+        json_response(
+            StatusCode::OK,
+            &super::tables::table(t.def, std::slice::from_ref(&*obj), rv),
+        )
     } else {
         json_response(StatusCode::OK, &obj)
     })
