@@ -60,14 +60,12 @@ impl PhaseGraph {
     pub fn shared(name: &str) -> Result<Arc<PhaseGraph>> {
         static BUILT: LazyLock<Mutex<BTreeMap<String, Arc<PhaseGraph>>>> =
             LazyLock::new(Default::default);
-        if let Some(g) = BUILT.lock().unwrap_or_else(|e| e.into_inner()).get(name) {
+        let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(g) = built.get(name) {
             return Ok(g.clone());
         }
         let g = Arc::new(Self::workflow(name)?);
-        BUILT
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name.to_string(), g.clone());
+        built.insert(name.to_string(), g.clone());
         Ok(g)
     }
 

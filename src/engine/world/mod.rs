@@ -292,10 +292,9 @@ impl World {
     /// journal that changed without files, after a phase that only sent requests, is written when
     /// one exists or this run changed files), and everything is made durable.
     pub fn finish(&mut self) -> Result<()> {
-        if self.has_staged_work() {
-            self.flush()?;
-        }
-        if self.journal_dirty && !self.journal_retired && self.journal_exists_or_changed() {
+        let journal_waits =
+            self.journal_dirty && !self.journal_retired && self.journal_exists_or_changed();
+        if self.has_staged_work() || journal_waits {
             self.flush()?;
         }
         self.settle()

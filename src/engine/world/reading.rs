@@ -83,7 +83,7 @@ impl World {
         if let Some((c, _)) = self.deferred_content.get(inside) {
             return Ok(Some(c.clone()));
         }
-        if let Some((_, target)) = self.deferred_links.iter().rev().find(|(p, _)| p == inside) {
+        if let Some(target) = self.staged_link(inside) {
             return self.read(&super::sibling(inside, target));
         }
         if self.layout.is_tracked_state(inside) {
@@ -191,8 +191,8 @@ impl World {
 
     /// The target of the symlink `inside`, if it is one.
     pub fn read_link(&self, inside: &str) -> Option<String> {
-        if let Some((_, target)) = self.deferred_links.iter().rev().find(|(p, _)| p == inside) {
-            return Some(target.clone());
+        if let Some(target) = self.staged_link(inside) {
+            return Some(target.to_string());
         }
         if self.deferred_content.contains_key(inside) {
             return None;
@@ -203,10 +203,19 @@ impl World {
             .map(|t| t.to_string_lossy().into_owned())
     }
 
+    /// The target of the link this run staged at `inside`, if it staged one (one at most: a
+    /// write or link at a path abandons what was staged there before).
+    fn staged_link(&self, inside: &str) -> Option<&str> {
+        self.deferred_links
+            .iter()
+            .find(|(p, _)| p == inside)
+            .map(|(_, target)| target.as_str())
+    }
+
     /// Whether `inside` exists (as anything).
     pub fn exists(&self, inside: &str) -> bool {
         self.deferred_content.contains_key(inside)
-            || self.deferred_links.iter().any(|(p, _)| p == inside)
+            || self.staged_link(inside).is_some()
             || self.read_host_path(inside).is_some()
     }
 
@@ -215,7 +224,7 @@ impl World {
         if let Some((_, mode)) = self.deferred_content.get(inside) {
             return Some((*mode, confined::euid()));
         }
-        if let Some((_, target)) = self.deferred_links.iter().rev().find(|(p, _)| p == inside) {
+        if let Some(target) = self.staged_link(inside) {
             return self.mode_and_owner(&super::sibling(inside, target));
         }
         let p = self.read_host_path(inside)?;
@@ -227,7 +236,7 @@ impl World {
         if self.deferred_content.contains_key(inside) {
             return true;
         }
-        if self.deferred_links.iter().any(|(p, _)| p == inside) {
+        if self.staged_link(inside).is_some() {
             return false;
         }
         self.read_host_path(inside)
