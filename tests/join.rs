@@ -241,6 +241,38 @@ fn token_discovery_with_the_pin_printed_by_bootlet() {
     assert!(!run.all().contains("0123456789abcdef"));
 }
 
+/// A minimal image (distroless, scratch, many IoT builds) has no system trust store. Token
+/// discovery trusts only the CA pin, so it must not need one: `SSL_CERT_FILE` and `SSL_CERT_DIR`
+/// pointing nowhere is how rustls-native-certs sees such a machine.
+#[test]
+fn token_discovery_works_on_a_machine_without_a_system_trust_store() {
+    let sb = TestSandbox::auto_serving();
+    let token = "nostor.0123456789abcdef";
+    sb.new_token(token);
+    let root = tempfile::tempdir().unwrap();
+    let nowhere = root.path().join("no-such-ca-bundle");
+    let run = bootlet_env(
+        &[
+            "join",
+            &sb.endpoint(),
+            "--discovery-token-ca-cert-hash",
+            &sb.pin(),
+            "--root",
+            s(&root.path().join("node")),
+            "--node-name",
+            "bare-1",
+        ],
+        &[
+            ("BOOTLET_TOKEN", token),
+            ("SSL_CERT_FILE", s(&nowhere)),
+            ("SSL_CERT_DIR", s(&nowhere)),
+        ],
+    );
+    run.ok();
+    assert_lacks(&run.all(), "root certificate");
+    assert_kubelet_node(&sb, &root.path().join("node"), "bare-1");
+}
+
 #[test]
 fn krustlet_layout_embeds_credentials_and_reaches_the_sandbox_as_the_node() {
     let sb = TestSandbox::auto_serving();

@@ -202,10 +202,17 @@ fn kube_config(access: &ClusterAccess) -> Result<kube::Config> {
     config.read_timeout = None;
     config.accept_invalid_certs = access.insecure;
     config.tls_server_name = access.tls_server_name.clone();
-    if let Some(ca) = &access.ca_pem {
-        let ders = crate::pki::parse_certs_pem(ca, "the cluster CA")?;
-        config.root_cert = Some(ders.iter().map(|d| d.to_vec()).collect());
-    }
+    config.root_cert = Some(match &access.ca_pem {
+        Some(ca) => crate::pki::parse_certs_pem(ca, "the cluster CA")?
+            .iter()
+            .map(|d| d.to_vec())
+            .collect(),
+        // Discovery's anonymous fetch, whose answer is checked by its signature and CA pin
+        // instead. An empty store, not `None`: with no roots kube builds the platform verifier,
+        // which reads the whole system trust store (~150 files, ~1,000 system calls per token
+        // join) only for `accept_invalid_certs` to replace it.
+        None => Vec::new(),
+    });
     let b64 = base64::engine::general_purpose::STANDARD;
     match &access.credentials {
         Credentials::None => {}
