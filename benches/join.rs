@@ -14,7 +14,7 @@
 //! - `profile`: where a node-side join's time goes, phase by phase, and its syncs;
 //! - `floor`: the physical floor of a node-side join measured in the same run (two key generations,
 //!   two TLS handshakes with a first request, two more requests, six atomic 1 KiB writes) and
-//!   bootlet's ratio to it, in-process and as a process;
+//!   bootlet's ratio to it, in-process and as a process (and a token-discovery join as a process);
 //! - `startup`: what a run costs before and around its phases (settings, lock, graph, plan): a
 //!   `join` of a node that is already joined, in-process and as a process, next to `--version`;
 //! - `binary`: the release binary's size and one `join`'s peak RSS (runs target/release/bootlet).
@@ -630,20 +630,53 @@ fn time_process(exe: &Path, args: &[&str]) -> Duration {
 
 /// A node-side `bootlet join` process, fresh root and node name.
 fn process_join(exe: &Path, root: &Path, node: &str, bootstrap: &Path) -> Duration {
-    time_process(
+    process_join_by(
         exe,
-        &[
-            "join",
-            "--root",
-            root.to_str().unwrap(),
-            "--node-name",
-            node,
-            "--bootstrap-kubeconfig",
-            bootstrap.to_str().unwrap(),
-            "--node-ip",
-            "10.0.0.1",
-        ],
+        root,
+        node,
+        &["--bootstrap-kubeconfig", bootstrap.to_str().unwrap()],
     )
+}
+
+/// A node-side `bootlet join` process, fresh root and node name, told by `how` where its
+/// credentials come from.
+fn process_join_by(exe: &Path, root: &Path, node: &str, how: &[&str]) -> Duration {
+    let fixed = [
+        "join",
+        "--root",
+        root.to_str().unwrap(),
+        "--node-name",
+        node,
+        "--node-ip",
+        "10.0.0.1",
+    ];
+    time_process(exe, &[&fixed[..], how].concat())
+}
+
+/// How `kubeadm join` is usually run: the endpoint, a token (from a file) and the CA pin, with
+/// discovery's two anonymous cluster-info fetches before the join proper.
+fn token_discovery_args(b: &Bench, token_file: &Path) -> Vec<String> {
+    let token = bootlet::token::BootstrapToken::generate().unwrap();
+    b.sandbox.put(
+        "secrets",
+        "kube-system",
+        bootlet::sandbox::token_secret(
+            &token,
+            None,
+            &["authentication", "signing"],
+            bootlet::token::DEFAULT_NODE_TOKEN_GROUP,
+        ),
+    );
+    std::fs::write(token_file, format!("{}\n", token.expose_full())).unwrap();
+    let pin = bootlet::pki::pin::Pin::of_cert(b.sandbox.ca().cert_der()).unwrap();
+    let endpoint = b.sandbox.url().trim_start_matches("https://").to_string();
+    vec![
+        endpoint,
+        "--token-file".into(),
+        token_file.to_str().unwrap().into(),
+        "--discovery-token-ca-cert-hash".into(),
+        pin.to_string(),
+    ]
 }
 
 /// The pieces a node-side join cannot avoid, each measured here, and bootlet against their sum.
@@ -746,6 +779,27 @@ fn floor(b: &Bench, n: usize) {
         process.as_secs_f64() / sum.as_secs_f64(),
         ms(version),
         process.as_secs_f64() / (sum + version).as_secs_f64()
+    );
+    let token_file = roots.path().join("token");
+    let how = token_discovery_args(b, &token_file);
+    let how: Vec<&str> = how.iter().map(String::as_str).collect();
+    let by_token = median(
+        (0..n)
+            .map(|i| {
+                process_join_by(
+                    &exe,
+                    &roots.path().join(format!("t{i}")),
+                    &format!("floor-t{i}"),
+                    &how,
+                )
+            })
+            .collect(),
+    );
+    println!(
+        "{:<28} median {:.2} ms ({:+.2} ms for discovery's anonymous fetches and the signature and pin checks)",
+        "floor: token join, process",
+        ms(by_token),
+        ms(by_token) - ms(process)
     );
 }
 
