@@ -51,9 +51,11 @@ impl Meta {
     }
 }
 
-/// The effective user id of this process.
+/// The effective user id of this process (asked once: bootlet never changes its identity, and a
+/// run compares every state file's owner with it).
 pub fn euid() -> u32 {
-    rustix::process::geteuid().as_raw()
+    static EUID: OnceLock<u32> = OnceLock::new();
+    *EUID.get_or_init(|| rustix::process::geteuid().as_raw())
 }
 
 /// A root the functions here work beneath: its path (for messages and the `--root /` rule) and,
@@ -341,7 +343,11 @@ impl Staged {
 }
 
 fn temp_name(name: &str, n: u32) -> String {
-    format!("{TEMP_PREFIX}{name}-{}-{n}", std::process::id())
+    static PID: OnceLock<u32> = OnceLock::new();
+    format!(
+        "{TEMP_PREFIX}{name}-{}-{n}",
+        PID.get_or_init(std::process::id)
+    )
 }
 
 /// Writes `contents` with exactly `mode` to a temporary file beside `inside` and fsyncs it.
@@ -493,29 +499,102 @@ pub fn exists_at(root: &Root, inside: &str) -> bool {
 /// Reads `inside` without following a link at its end; a link or special file comes back with
 /// no content and its [`Meta`] for the caller to refuse.
 pub fn read_nofollow(root: &Root, inside: &str) -> Result<Option<(Vec<u8>, Meta)>> {
-    let (dir_inside, name) = split(inside)?;
-    let Some(dir) = open_dir(root, dir_inside, false)? else {
-        return Ok(None);
+    let fd = match open_file_beneath(root, inside)? {
+        FileBeneath::Opened(fd) => fd,
+        FileBeneath::Absent => return Ok(None),
+        FileBeneath::Walk => match open_file_walking(root, inside)? {
+            Walked::Opened(fd) => fd,
+            Walked::Absent => return Ok(None),
+            Walked::NotFollowed(meta) => return Ok(Some((Vec::new(), meta))),
+        },
     };
-    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-    let fd = match rustix::fs::openat(&dir, name, flags, Mode::empty()) {
-        Ok(fd) => fd,
-        Err(Errno::NOENT) => return Ok(None),
-        Err(Errno::LOOP) => {
-            let st = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)
-                .map_err(|e| io_err("inspect", inside, e))?;
-            return Ok(Some((Vec::new(), Meta::of(&st))));
-        }
-        Err(e) => return Err(io_err("open", inside, e)),
-    };
-    let meta = Meta::of(&rustix::fs::fstat(&fd).map_err(|e| io_err("inspect", inside, e))?);
+    let st = rustix::fs::fstat(&fd).map_err(|e| io_err("inspect", inside, e))?;
+    let meta = Meta::of(&st);
     if !meta.is_file {
         return Ok(Some((Vec::new(), meta)));
     }
-    let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut bytes)
-        .map_err(|e| Error::io("read", Path::new(inside), e))?;
+    let size = usize::try_from(st.st_size).unwrap_or(0);
+    let bytes = read_sized(&fd, size).map_err(|e| io_err("read", inside, e))?;
     Ok(Some((bytes, meta)))
+}
+
+/// What opening a file in one system call found.
+enum FileBeneath {
+    Opened(OwnedFd),
+    /// The file, or a directory on its way, does not exist (and nothing before it is a link).
+    Absent,
+    /// Take the component walk: a link on the way or at the end, `..`, or no `openat2` here.
+    Walk,
+}
+
+/// Opens the file `inside` for reading with links refused by the kernel on every component,
+/// the last one included: the common case (nothing linked) in one system call instead of the
+/// directory's and the file's.
+fn open_file_beneath(root: &Root, inside: &str) -> Result<FileBeneath> {
+    let Some(base) = root.fd(false)? else {
+        return Ok(FileBeneath::Absent);
+    };
+    let relative = inside.trim_start_matches('/');
+    if relative.is_empty() || components(relative).any(|c| c == "..") {
+        return Ok(FileBeneath::Walk);
+    }
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let resolve = ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH;
+    Ok(
+        match rustix::fs::openat2(base, relative, flags, Mode::empty(), resolve) {
+            Ok(fd) => FileBeneath::Opened(fd),
+            Err(Errno::NOENT) => FileBeneath::Absent,
+            Err(_) => FileBeneath::Walk,
+        },
+    )
+}
+
+/// What the component walk found at a file's path.
+enum Walked {
+    Opened(OwnedFd),
+    Absent,
+    /// A link (not followed) or something that cannot be opened as a file: its `lstat`.
+    NotFollowed(Meta),
+}
+
+/// Opens `inside` through [`open_dir`] (which names a planted directory link or follows an
+/// admin's link under `--root /`), not following a link at its end.
+fn open_file_walking(root: &Root, inside: &str) -> Result<Walked> {
+    let (dir_inside, name) = split(inside)?;
+    let Some(dir) = open_dir(root, dir_inside, false)? else {
+        return Ok(Walked::Absent);
+    };
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    match rustix::fs::openat(&dir, name, flags, Mode::empty()) {
+        Ok(fd) => Ok(Walked::Opened(fd)),
+        Err(Errno::NOENT) => Ok(Walked::Absent),
+        Err(Errno::LOOP) => {
+            let st = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| io_err("inspect", inside, e))?;
+            Ok(Walked::NotFollowed(Meta::of(&st)))
+        }
+        Err(e) => Err(io_err("open", inside, e)),
+    }
+}
+
+/// Reads all of `fd`, whose `fstat` said `size` bytes: one read for the content and one that
+/// finds the end (std's `read_to_end` asks the size again, and the position, first).
+fn read_sized(fd: &OwnedFd, size: usize) -> std::result::Result<Vec<u8>, Errno> {
+    let mut buf = vec![0u8; size + 1];
+    let mut filled = 0;
+    loop {
+        if filled == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        match rustix::io::read(fd, &mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(filled);
+    Ok(buf)
 }
 
 /// Sets the mode of the regular file `inside` (not following a link at its end).
@@ -613,6 +692,39 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink("/proc", root.path().join("p")).unwrap();
         assert!(open_dir(&at(root.path()), "/p", false).is_err());
+    }
+
+    #[test]
+    fn reads_open_in_one_call_and_take_the_walk_for_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = at(dir.path());
+        let big = vec![7u8; 70_000];
+        write(&root, "/a/b/big", &big, 0o600).unwrap();
+        let (bytes, meta) = read_nofollow(&root, "/a/b/big").unwrap().unwrap();
+        assert_eq!(bytes, big);
+        assert!(meta.is_file && meta.mode == 0o600 && meta.uid == euid());
+        write(&root, "/a/empty", b"", 0o644).unwrap();
+        assert_eq!(read_nofollow(&root, "/a/empty").unwrap().unwrap().0, b"");
+        assert!(read_nofollow(&root, "/a/none").unwrap().is_none());
+        assert!(read_nofollow(&root, "/no/such/dir/f").unwrap().is_none());
+        // A directory where a file is expected: no content, and a Meta that says so.
+        let (bytes, meta) = read_nofollow(&root, "/a/b").unwrap().unwrap();
+        assert!(bytes.is_empty() && !meta.is_file && !meta.is_symlink);
+        // A directory link on the way is named, not read through.
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("f"), "outside").unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("a/evil")).unwrap();
+        let e = read_nofollow(&root, "/a/evil/f").unwrap_err();
+        assert!(e.message().contains("/a/evil is a symbolic link"), "{e}");
+        // Under `--root /` a root-owned link on the way is followed (the walk), as for writes.
+        if std::fs::symlink_metadata("/proc/self")
+            .is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        {
+            let (bytes, meta) = read_nofollow(&at(Path::new("/")), "/proc/self/comm")
+                .unwrap()
+                .unwrap();
+            assert!(meta.is_file && !bytes.is_empty());
+        }
     }
 
     #[test]

@@ -216,20 +216,15 @@ fn paths_writable(cx: &Ctx) -> Outcome {
     let mut problems = Vec::new();
     for d in dirs {
         let host = cx.world.write_host_path(d);
-        let mut probe = host.as_path();
-        while !probe.exists() {
-            match probe.parent() {
-                Some(p) => probe = p,
-                None => break,
-            }
-        }
+        let Some(probe) = host.ancestors().find(|p| p.exists()) else {
+            continue;
+        };
         // access(2), not a test file: the check must not change anything (`plan` runs it).
-        if probe.exists()
-            && rustix::fs::access(
-                probe,
-                rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
-            )
-            .is_err()
+        if rustix::fs::access(
+            probe,
+            rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+        )
+        .is_err()
         {
             problems.push(format!(
                 "{} (nearest existing directory {} is not writable)",

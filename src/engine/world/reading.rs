@@ -95,8 +95,18 @@ impl World {
         }
     }
 
+    /// The root a confined read of `inside` starts from, `None` when this world holds nothing
+    /// there. Without a dry-run directory it is the real root, asked directly: the read itself
+    /// reports a missing file, so the `lstat` of [`World::root_holding`] would be a second look.
+    fn root_to_read(&self, inside: &str) -> Option<&Root> {
+        if self.dry_root.is_none() {
+            return (!self.pending_removed.contains(inside)).then_some(&*self.real_root);
+        }
+        self.root_holding(inside)
+    }
+
     fn read_state(&self, inside: &str) -> Result<Option<Vec<u8>>> {
-        let Some(root) = self.root_holding(inside) else {
+        let Some(root) = self.root_to_read(inside) else {
             return Ok(None);
         };
         let Some((bytes, meta)) = confined::read_nofollow(root, inside)? else {
@@ -149,7 +159,7 @@ impl World {
     /// an error saying why not. `None` when there is none.
     pub fn read_journal_text(&self) -> Result<Option<(String, String)>> {
         let inside = self.layout.path("journal");
-        let Some(root) = self.root_holding(inside) else {
+        let Some(root) = self.root_to_read(inside) else {
             return Ok(None);
         };
         let shown = files::host_path(root.path(), inside).display().to_string();
