@@ -111,8 +111,8 @@ impl Bench {
         self.dir.path().join("admin.conf")
     }
 
-    /// A bootstrap kubeconfig for a fresh token the sandbox knows.
-    fn bootstrap(&self) -> PathBuf {
+    /// A fresh token the sandbox knows, for authentication and signing (as `token create` makes).
+    fn token(&self) -> bootlet::token::BootstrapToken {
         let token = bootlet::token::BootstrapToken::generate().unwrap();
         self.sandbox.put(
             "secrets",
@@ -124,6 +124,12 @@ impl Bench {
                 bootlet::token::DEFAULT_NODE_TOKEN_GROUP,
             ),
         );
+        token
+    }
+
+    /// A bootstrap kubeconfig for a fresh token the sandbox knows.
+    fn bootstrap(&self) -> PathBuf {
+        let token = self.token();
         let p = self
             .dir
             .path()
@@ -656,17 +662,7 @@ fn process_join_by(exe: &Path, root: &Path, node: &str, how: &[&str]) -> Duratio
 /// How `kubeadm join` is usually run: the endpoint, a token (from a file) and the CA pin, with
 /// discovery's two anonymous cluster-info fetches before the join proper.
 fn token_discovery_args(b: &Bench, token_file: &Path) -> Vec<String> {
-    let token = bootlet::token::BootstrapToken::generate().unwrap();
-    b.sandbox.put(
-        "secrets",
-        "kube-system",
-        bootlet::sandbox::token_secret(
-            &token,
-            None,
-            &["authentication", "signing"],
-            bootlet::token::DEFAULT_NODE_TOKEN_GROUP,
-        ),
-    );
+    let token = b.token();
     std::fs::write(token_file, format!("{}\n", token.expose_full())).unwrap();
     let pin = bootlet::pki::pin::Pin::of_cert(b.sandbox.ca().cert_der()).unwrap();
     let endpoint = b.sandbox.url().trim_start_matches("https://").to_string();

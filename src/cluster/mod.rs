@@ -12,105 +12,28 @@
 //! and otherwise are answered `None`, labelled "synthesized" in the report.
 
 pub mod csr;
+mod gate;
+mod http_stack;
 pub mod retry;
 
-use std::sync::{Arc, Mutex};
+pub use gate::Gate;
+pub use http_stack::kube_client;
+
+use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
 use kube::api::{Api, PostParams};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::engine::manifest::RequestDecl;
 use crate::engine::report::RequestRecord;
 use crate::error::{Error, Result};
-use crate::kubeconfig::{ClusterAccess, Credentials};
+use crate::kubeconfig::ClusterAccess;
 use retry::{Policy, classify};
 
 static POST_PARAMS: std::sync::LazyLock<PostParams> = std::sync::LazyLock::new(PostParams::default);
-
-/// Holds the running phase to its declared requests and records every request.
-#[derive(Debug, Default)]
-pub struct Gate {
-    state: Mutex<GateState>,
-}
-
-#[derive(Debug, Default)]
-struct GateState {
-    phase: String,
-    allowed: Vec<RequestDecl>,
-    records: Vec<RequestRecord>,
-    // A check (done-or-not) runs outside a phase's action and may only read.
-    read_only: bool,
-    // Outside the engine (the cluster-side commands): no phase contract applies.
-    open: bool,
-}
-
-impl Gate {
-    /// A gate for the cluster-side commands (`token`, `approver`), which run no phase: every
-    /// request passes; none is recorded.
-    pub fn open() -> Gate {
-        let gate = Gate::default();
-        gate.state.lock().expect("gate lock").open = true;
-        gate
-    }
-
-    /// Starts holding requests to `phase`'s declarations.
-    pub fn enter(&self, phase: &str, allowed: Vec<RequestDecl>, read_only: bool) {
-        let mut s = self.state.lock().expect("gate lock");
-        s.phase = phase.to_string();
-        s.allowed = allowed;
-        s.read_only = read_only;
-    }
-
-    /// Stops, returning what was recorded since `enter`.
-    pub fn leave(&self) -> Vec<RequestRecord> {
-        let mut s = self.state.lock().expect("gate lock");
-        s.phase.clear();
-        s.allowed.clear();
-        std::mem::take(&mut s.records)
-    }
-
-    fn admit(&self, verb: &str, resource: &str) -> Result<()> {
-        let s = self.state.lock().expect("gate lock");
-        if s.open {
-            return Ok(());
-        }
-        let declared = s
-            .allowed
-            .iter()
-            .any(|r| r.verb == verb && r.resource == resource);
-        if !declared {
-            return Err(Error::internal(format!(
-                "phase {:?} tried to {verb} {resource}, which phases/{}.toml does not declare; this is a bug in bootlet",
-                s.phase, s.phase
-            )));
-        }
-        if s.read_only && !matches!(verb, "get" | "list" | "watch") {
-            return Err(Error::internal(format!(
-                "the done-check of phase {:?} tried to {verb} {resource}; checks may only read",
-                s.phase
-            )));
-        }
-        Ok(())
-    }
-
-    /// The running phase (for notices), or "".
-    pub fn phase_name(&self) -> String {
-        let s = self.state.lock().expect("gate lock");
-        s.phase.rsplit('/').next().unwrap_or_default().to_string()
-    }
-
-    fn record(&self, rec: RequestRecord) {
-        let mut s = self.state.lock().expect("gate lock");
-        if !s.open {
-            s.records.push(rec);
-        }
-    }
-}
 
 /// One API server, one identity.
 #[derive(Clone)]
@@ -134,98 +57,6 @@ impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Cluster({} as {})", self.server, self.identity)
     }
-}
-
-/// A plain kube client for `access` (TLS set up from the kubeconfig's CA and credentials, kube's
-/// own retry layer off). Connects lazily.
-///
-/// The HTTP stack under it is built here, not by `kube::Client::try_from`, for two reasons a
-/// 1,000-node storm measured (docs/performance.md, "The storm"): kube's TLS configuration keeps a
-/// session cache of 256 servers per client (14.5 MiB of the storm's peak heap) for resumption that
-/// a client making one connection never uses, so resumption is off; and its tracing layer makes a
-/// span per request that nothing here reads (bootlet's [`Gate`] records every request itself).
-/// What stays kube's own: the TLS trust and client identity (`rustls_client_config`), the base URI
-/// and the bearer token (`base_uri_layer`, `auth_layer`).
-pub fn kube_client(access: &ClusterAccess) -> Result<kube::Client> {
-    use kube::client::ConfigExt;
-    let config = kube_config(access)?;
-    let cannot = |e: &dyn std::fmt::Display| {
-        Error::invalid(format!(
-            "cannot build an API client for {}: {e}",
-            access.server
-        ))
-    };
-    let mut tls = config
-        .rustls_client_config()
-        .map_err(|e| cannot(&retry::one_line(&e)))?;
-    tls.resumption = rustls::client::Resumption::disabled();
-    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-    http.enforce_http(false);
-    http.set_connect_timeout(config.connect_timeout);
-    let mut https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http();
-    if let Some(name) = &config.tls_server_name {
-        let name = rustls_pki_types::ServerName::try_from(name.clone())
-            .map_err(|e| cannot(&format!("tls-server-name {name:?}: {e}")))?;
-        https = https.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
-    }
-    let connector = https.enable_http1().wrap_connector(http);
-    let client = hyper_util::client::legacy::Builder::new(hyper_util::rt::TokioExecutor::new())
-        .build(connector);
-    // Boxed errors: the token layer's two halves (static or refreshed) must agree on one type.
-    let service = tower::ServiceExt::map_err(
-        tower::Layer::layer(&config.base_uri_layer(), client),
-        tower::BoxError::from,
-    );
-    let auth = config
-        .auth_layer()
-        .map_err(|e| cannot(&retry::one_line(&e)))?;
-    Ok(match auth {
-        Some(auth) => kube::Client::new(
-            tower::Layer::layer(&auth, service),
-            config.default_namespace,
-        ),
-        None => kube::Client::new(service, config.default_namespace),
-    })
-}
-
-/// kube's view of `access`: server, trusted CA, TLS server name and credentials.
-fn kube_config(access: &ClusterAccess) -> Result<kube::Config> {
-    let uri: http::Uri = access
-        .server
-        .parse()
-        .map_err(|_| Error::invalid(format!("server {:?} is not a URL", access.server)))?;
-    let mut config = kube::Config::new(uri);
-    config.default_retry = false;
-    config.connect_timeout = Some(Duration::from_secs(10));
-    config.read_timeout = None;
-    config.accept_invalid_certs = access.insecure;
-    config.tls_server_name = access.tls_server_name.clone();
-    config.root_cert = Some(match &access.ca_pem {
-        Some(ca) => crate::pki::parse_certs_pem(ca, "the cluster CA")?
-            .iter()
-            .map(|d| d.to_vec())
-            .collect(),
-        // Discovery's anonymous fetch, whose answer is checked by its signature and CA pin
-        // instead. An empty store, not `None`: with no roots kube builds the platform verifier,
-        // which reads the whole system trust store (~150 files, ~1,000 system calls per token
-        // join) only for `accept_invalid_certs` to replace it.
-        None => Vec::new(),
-    });
-    let b64 = base64::engine::general_purpose::STANDARD;
-    match &access.credentials {
-        Credentials::None => {}
-        Credentials::Token(t) => {
-            config.auth_info.token = Some(secrecy::SecretString::from(t.expose().clone()));
-        }
-        Credentials::ClientCert { cert_pem, key_pem } => {
-            config.auth_info.client_certificate_data = Some(b64.encode(cert_pem));
-            config.auth_info.client_key_data =
-                Some(secrecy::SecretString::from(b64.encode(key_pem.expose())));
-        }
-    }
-    Ok(config)
 }
 
 /// Where a request goes and what it is, for the gate and the report.
