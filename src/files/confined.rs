@@ -192,7 +192,7 @@ pub fn open_dir(root: &Root, inside_dir: &str, create: bool) -> Result<Option<Ow
     let Some(base) = root.fd(create)? else {
         return Ok(None);
     };
-    match open_beneath(base, inside_dir) {
+    match open_beneath(base, inside_dir, OFlags::RDONLY | OFlags::DIRECTORY) {
         Beneath::Opened(dir) => return Ok(Some(dir)),
         Beneath::Absent if !create => return Ok(None),
         Beneath::Absent | Beneath::Walk => {}
@@ -253,34 +253,31 @@ pub fn open_dir(root: &Root, inside_dir: &str, create: bool) -> Result<Option<Ow
     }
 }
 
-/// What resolving a directory in one system call found.
+/// What resolving a path in one system call found.
 enum Beneath {
     Opened(OwnedFd),
-    /// A directory on the way does not exist (and none before it is a link).
+    /// It, or a directory on its way, does not exist (and nothing before it is a link).
     Absent,
-    /// Take the component walk: a link on the way, `..`, or no `openat2` here.
+    /// Take the component walk: a link on the way (or at the end), `..`, or no `openat2` here.
     Walk,
 }
 
-/// Opens `inside_dir` under `root_fd` with links refused by the kernel on every component.
-fn open_beneath(root_fd: BorrowedFd<'_>, inside_dir: &str) -> Beneath {
-    let mut relative = String::with_capacity(inside_dir.len());
-    for name in components(inside_dir) {
-        if name == ".." {
-            return Beneath::Walk;
-        }
-        if !relative.is_empty() {
-            relative.push('/');
-        }
-        relative.push_str(name);
-    }
-    if relative.is_empty() {
+/// Opens `inside` under `root_fd` with `flags`, links refused by the kernel on every component,
+/// the last one included.
+fn open_beneath(root_fd: BorrowedFd<'_>, inside: &str, flags: OFlags) -> Beneath {
+    let relative = inside.trim_start_matches('/');
+    if relative.is_empty() || components(relative).any(|c| c == "..") {
         return Beneath::Walk;
     }
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
     let resolve = ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH;
-    match rustix::fs::openat2(root_fd, relative.as_str(), flags, Mode::empty(), resolve) {
-        Ok(dir) => Beneath::Opened(dir),
+    match rustix::fs::openat2(
+        root_fd,
+        relative,
+        flags | OFlags::CLOEXEC,
+        Mode::empty(),
+        resolve,
+    ) {
+        Ok(fd) => Beneath::Opened(fd),
         Err(Errno::NOENT) => Beneath::Absent,
         Err(_) => Beneath::Walk,
     }
@@ -499,10 +496,16 @@ pub fn exists_at(root: &Root, inside: &str) -> bool {
 /// Reads `inside` without following a link at its end; a link or special file comes back with
 /// no content and its [`Meta`] for the caller to refuse.
 pub fn read_nofollow(root: &Root, inside: &str) -> Result<Option<(Vec<u8>, Meta)>> {
-    let fd = match open_file_beneath(root, inside)? {
-        FileBeneath::Opened(fd) => fd,
-        FileBeneath::Absent => return Ok(None),
-        FileBeneath::Walk => match open_file_walking(root, inside)? {
+    let Some(base) = root.fd(false)? else {
+        return Ok(None);
+    };
+    // Not following a link at the end is the kernel's rule here (`RESOLVE_NO_SYMLINKS`) and
+    // the walk's `O_NOFOLLOW` below.
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK;
+    let fd = match open_beneath(base, inside, flags) {
+        Beneath::Opened(fd) => fd,
+        Beneath::Absent => return Ok(None),
+        Beneath::Walk => match open_file_walking(root, inside)? {
             Walked::Opened(fd) => fd,
             Walked::Absent => return Ok(None),
             Walked::NotFollowed(meta) => return Ok(Some((Vec::new(), meta))),
@@ -516,37 +519,6 @@ pub fn read_nofollow(root: &Root, inside: &str) -> Result<Option<(Vec<u8>, Meta)
     let size = usize::try_from(st.st_size).unwrap_or(0);
     let bytes = read_sized(&fd, size).map_err(|e| io_err("read", inside, e))?;
     Ok(Some((bytes, meta)))
-}
-
-/// What opening a file in one system call found.
-enum FileBeneath {
-    Opened(OwnedFd),
-    /// The file, or a directory on its way, does not exist (and nothing before it is a link).
-    Absent,
-    /// Take the component walk: a link on the way or at the end, `..`, or no `openat2` here.
-    Walk,
-}
-
-/// Opens the file `inside` for reading with links refused by the kernel on every component,
-/// the last one included: the common case (nothing linked) in one system call instead of the
-/// directory's and the file's.
-fn open_file_beneath(root: &Root, inside: &str) -> Result<FileBeneath> {
-    let Some(base) = root.fd(false)? else {
-        return Ok(FileBeneath::Absent);
-    };
-    let relative = inside.trim_start_matches('/');
-    if relative.is_empty() || components(relative).any(|c| c == "..") {
-        return Ok(FileBeneath::Walk);
-    }
-    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-    let resolve = ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH;
-    Ok(
-        match rustix::fs::openat2(base, relative, flags, Mode::empty(), resolve) {
-            Ok(fd) => FileBeneath::Opened(fd),
-            Err(Errno::NOENT) => FileBeneath::Absent,
-            Err(_) => FileBeneath::Walk,
-        },
-    )
 }
 
 /// What the component walk found at a file's path.
