@@ -127,12 +127,20 @@ pub fn parse(text: &str, base_dir: &Path, what: &str) -> Result<ClusterAccess> {
             .and_then(|u| u.auth_info.clone()),
         None => None,
     };
+    refuse_what_bootlet_does_not_do(&cluster, user.as_ref(), what)?;
     let credentials = match user {
         None => Credentials::None,
         Some(u) => {
             if let Some(t) = u.token.as_ref() {
                 use secrecy::ExposeSecret;
                 Credentials::Token(SecretString::new(t.expose_secret().trim().to_string()))
+            } else if let Some(file) = &u.token_file {
+                // kubectl's order: `token` first, then `tokenFile`.
+                let bytes = read_ref(base_dir, file, what)?;
+                let token = String::from_utf8(bytes).map_err(|_| {
+                    Error::invalid(format!("{what}: its tokenFile {file} is not text"))
+                })?;
+                Credentials::Token(SecretString::new(token.trim().to_string()))
             } else if u.client_certificate.is_some() || u.client_certificate_data.is_some() {
                 let cert_pem = match (&u.client_certificate_data, &u.client_certificate) {
                     (Some(d), _) => decode_b64(d, what, "client-certificate-data")?,
@@ -170,6 +178,50 @@ pub fn parse(text: &str, base_dir: &Path, what: &str) -> Result<ClusterAccess> {
         tls_server_name: cluster.tls_server_name.clone(),
         credentials,
     })
+}
+
+/// Refuses what a kubeconfig may ask for that bootlet does not do, instead of quietly doing
+/// something else: without this, an exec plugin's user became an anonymous one (and a 403 that
+/// named `system:anonymous`), and a `proxy-url` was bypassed.
+fn refuse_what_bootlet_does_not_do(
+    cluster: &kube::config::Cluster,
+    user: Option<&kube::config::AuthInfo>,
+    what: &str,
+) -> Result<()> {
+    if let Some(proxy) = &cluster.proxy_url {
+        return Err(Error::invalid(format!(
+            "{what} sets proxy-url {proxy}, and bootlet connects to the API server directly: remove proxy-url, or run bootlet where the server is reachable without a proxy"
+        )));
+    }
+    let Some(u) = user else {
+        return Ok(());
+    };
+    // Beside a token or a certificate, which bootlet uses, the others change nothing here.
+    let has_credential = u.token.is_some()
+        || u.token_file.is_some()
+        || u.client_certificate.is_some()
+        || u.client_certificate_data.is_some();
+    let unsupported = if let Some(exec) = &u.exec {
+        let command = exec.command.as_deref().unwrap_or("?");
+        Some(format!("an exec credential plugin ({command})"))
+    } else if u.auth_provider.is_some() {
+        Some("an auth-provider".to_string())
+    } else if u.username.is_some() || u.password.is_some() {
+        Some("a username and password (basic auth, which Kubernetes removed in 1.19)".to_string())
+    } else {
+        None
+    };
+    if let Some(how) = unsupported.filter(|_| !has_credential) {
+        return Err(Error::invalid(format!(
+            "{what} authenticates with {how}, which bootlet does not run: use a kubeconfig whose user has a client certificate or a token"
+        )));
+    }
+    if u.impersonate.is_some() || u.impersonate_groups.is_some() || u.impersonate_uid.is_some() {
+        return Err(Error::invalid(format!(
+            "{what} impersonates another user (`as`), which bootlet does not do: use a kubeconfig for that user itself"
+        )));
+    }
+    Ok(())
 }
 
 fn validate_server(server: &str, what: &str) -> Result<()> {
@@ -440,6 +492,56 @@ mod tests {
         let broken = text.replace("clusters:", "clusters: [");
         let e = parse(&broken, Path::new("/"), "bootstrap").unwrap_err();
         assert!(!e.message().contains("0123456789abcdef"));
+    }
+
+    /// A kubeconfig for the sandbox-like server `https://127.0.0.1:6443` whose user is `user`
+    /// (YAML lines under `user:`) and whose cluster has `cluster_extra` too.
+    fn with_user(user: &str, cluster_extra: &str) -> String {
+        let ca = crate::pki::ca::Ca::generate("kubernetes").unwrap();
+        let ca_data = base64::engine::general_purpose::STANDARD.encode(ca.cert_pem());
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:6443\n    certificate-authority-data: {ca_data}\n{cluster_extra}contexts:\n- name: x\n  context:\n    cluster: c\n    user: u\ncurrent-context: x\nusers:\n- name: u\n  user:\n{user}"
+        )
+    }
+
+    #[test]
+    fn what_bootlet_does_not_do_is_refused_by_name_not_turned_anonymous() {
+        let refused = |user: &str, extra: &str| {
+            parse(
+                &with_user(user, extra),
+                Path::new("/"),
+                "the admin kubeconfig",
+            )
+            .unwrap_err()
+            .message()
+            .to_string()
+        };
+        let exec = "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: aws\n      args: [eks, get-token]\n";
+        let e = refused(exec, "");
+        assert!(e.contains("exec credential plugin (aws)"), "{e}");
+        assert!(e.contains("client certificate or a token"), "{e}");
+        let e = refused("    auth-provider:\n      name: gcp\n", "");
+        assert!(e.contains("auth-provider"), "{e}");
+        let e = refused("    username: admin\n    password: hunter2\n", "");
+        assert!(e.contains("basic auth") && !e.contains("hunter2"), "{e}");
+        let e = refused("    token: abc\n    as: someone\n", "");
+        assert!(e.contains("impersonates"), "{e}");
+        let e = refused("    token: abc\n", "    proxy-url: http://proxy:3128\n");
+        assert!(e.contains("proxy-url http://proxy:3128"), "{e}");
+        // Beside a token, an exec section changes nothing: the token is what bootlet sends.
+        let both = format!("    token: abc\n{exec}");
+        let a = parse(&with_user(&both, ""), Path::new("/"), "k").unwrap();
+        assert!(matches!(a.credentials, Credentials::Token(t) if t.expose() == "abc"));
+    }
+
+    #[test]
+    fn a_token_file_is_read_beside_the_kubeconfig_and_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), "s3cr3t\n").unwrap();
+        let a = parse(&with_user("    tokenFile: token\n", ""), dir.path(), "k").unwrap();
+        assert!(matches!(a.credentials, Credentials::Token(t) if t.expose() == "s3cr3t"));
+        let e = parse(&with_user("    tokenFile: nope\n", ""), dir.path(), "k").unwrap_err();
+        assert!(e.message().contains("missing or unreadable"), "{e}");
     }
 
     #[test]

@@ -237,6 +237,34 @@ fn an_admin_kubeconfigs_tls_server_name_is_the_name_the_certificate_is_checked_a
     assert_eq!(requests(&sb), before, "a request reached the server");
 }
 
+/// An EKS- or GKE-style admin kubeconfig gets its credential from a plugin bootlet does not run.
+/// It used to become an anonymous user and a 403 that named `system:anonymous`.
+#[test]
+fn an_admin_kubeconfig_with_an_exec_plugin_is_refused_by_name_before_any_request() {
+    let sb = TestSandbox::start();
+    let dir = tempfile::tempdir().unwrap();
+    let admin = std::fs::read_to_string(sb.admin_conf()).unwrap();
+    let users = admin.find("users:").expect("a users section");
+    let exec = format!(
+        "{}users:\n- name: kubernetes-admin\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: aws\n      args: [eks, get-token]\n",
+        &admin[..users]
+    );
+    let conf = write_file(dir.path(), "exec.conf", &exec);
+    let requests =
+        |sb: &TestSandbox| -> u64 { sb.sb().counters().values().flat_map(|v| v.values()).sum() };
+    let before = requests(&sb);
+    let list = bootlet(&["token", "list", "--kubeconfig", s(&conf)]);
+    list.fails_with(4, "authenticates with an exec credential plugin (aws)");
+    let root = dir.path().join("node");
+    let join = join_node(s(&root), "n", &["--admin-kubeconfig", s(&conf)]);
+    join.fails_with(4, "exec credential plugin (aws)");
+    assert_eq!(requests(&sb), before, "a request reached the server");
+    assert!(
+        !root.join("etc/kubernetes").exists(),
+        "the join wrote files"
+    );
+}
+
 #[test]
 fn repeated_one_shot_joins_leave_no_token_secret_behind() {
     let sb = TestSandbox::start();
