@@ -216,6 +216,11 @@ fn refuse_what_bootlet_does_not_do(
             "{what} authenticates with {how}, which bootlet does not run: use a kubeconfig whose user has a client certificate or a token"
         )));
     }
+    if !has_credential && (u.client_key.is_some() || u.client_key_data.is_some()) {
+        return Err(Error::invalid(format!(
+            "{what} has a client key but no client certificate (client-certificate or client-certificate-data): add the certificate the key belongs to"
+        )));
+    }
     if u.impersonate.is_some() || u.impersonate_groups.is_some() || u.impersonate_uid.is_some() {
         return Err(Error::invalid(format!(
             "{what} impersonates another user (`as`), which bootlet does not do: use a kubeconfig for that user itself"
@@ -524,6 +529,8 @@ mod tests {
         assert!(e.contains("auth-provider"), "{e}");
         let e = refused("    username: admin\n    password: hunter2\n", "");
         assert!(e.contains("basic auth") && !e.contains("hunter2"), "{e}");
+        let e = refused("    client-key-data: AAAA\n", "");
+        assert!(e.contains("client key but no client certificate"), "{e}");
         let e = refused("    token: abc\n    as: someone\n", "");
         assert!(e.contains("impersonates"), "{e}");
         let e = refused("    token: abc\n", "    proxy-url: http://proxy:3128\n");
