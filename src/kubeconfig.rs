@@ -167,6 +167,7 @@ pub fn parse(text: &str, base_dir: &Path, what: &str) -> Result<ClusterAccess> {
                     key_pem: SecretString::new(key_pem),
                 }
             } else {
+                refuse_credentials_bootlet_cannot_use(&u, what)?;
                 Credentials::None
             }
         }
@@ -181,8 +182,7 @@ pub fn parse(text: &str, base_dir: &Path, what: &str) -> Result<ClusterAccess> {
 }
 
 /// Refuses what a kubeconfig may ask for that bootlet does not do, instead of quietly doing
-/// something else: without this, an exec plugin's user became an anonymous one (and a 403 that
-/// named `system:anonymous`), and a `proxy-url` was bypassed.
+/// something else: a `proxy-url` was bypassed and `as` dropped.
 fn refuse_what_bootlet_does_not_do(
     cluster: &kube::config::Cluster,
     user: Option<&kube::config::AuthInfo>,
@@ -193,14 +193,22 @@ fn refuse_what_bootlet_does_not_do(
             "{what} sets proxy-url {proxy}, and bootlet connects to the API server directly: remove proxy-url, or run bootlet where the server is reachable without a proxy"
         )));
     }
-    let Some(u) = user else {
-        return Ok(());
-    };
-    // Beside a token or a certificate, which bootlet uses, the others change nothing here.
-    let has_credential = u.token.is_some()
-        || u.token_file.is_some()
-        || u.client_certificate.is_some()
-        || u.client_certificate_data.is_some();
+    if let Some(u) = user
+        && (u.impersonate.is_some()
+            || u.impersonate_groups.is_some()
+            || u.impersonate_uid.is_some())
+    {
+        return Err(Error::invalid(format!(
+            "{what} impersonates another user (`as`), which bootlet does not do: use a kubeconfig for that user itself"
+        )));
+    }
+    Ok(())
+}
+
+/// For a user with neither a token nor a client certificate (which bootlet would use whatever
+/// else it has): refuses what it has instead, which bootlet cannot use. Without this, an exec
+/// plugin's user became an anonymous one, and a 403 that named `system:anonymous`.
+fn refuse_credentials_bootlet_cannot_use(u: &kube::config::AuthInfo, what: &str) -> Result<()> {
     let unsupported = if let Some(exec) = &u.exec {
         let command = exec.command.as_deref().unwrap_or("?");
         Some(format!("an exec credential plugin ({command})"))
@@ -211,19 +219,14 @@ fn refuse_what_bootlet_does_not_do(
     } else {
         None
     };
-    if let Some(how) = unsupported.filter(|_| !has_credential) {
+    if let Some(how) = unsupported {
         return Err(Error::invalid(format!(
             "{what} authenticates with {how}, which bootlet does not run: use a kubeconfig whose user has a client certificate or a token"
         )));
     }
-    if !has_credential && (u.client_key.is_some() || u.client_key_data.is_some()) {
+    if u.client_key.is_some() || u.client_key_data.is_some() {
         return Err(Error::invalid(format!(
             "{what} has a client key but no client certificate (client-certificate or client-certificate-data): add the certificate the key belongs to"
-        )));
-    }
-    if u.impersonate.is_some() || u.impersonate_groups.is_some() || u.impersonate_uid.is_some() {
-        return Err(Error::invalid(format!(
-            "{what} impersonates another user (`as`), which bootlet does not do: use a kubeconfig for that user itself"
         )));
     }
     Ok(())
