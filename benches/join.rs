@@ -634,19 +634,9 @@ fn time_process(exe: &Path, args: &[&str]) -> Duration {
     d
 }
 
-/// A node-side `bootlet join` process, fresh root and node name.
-fn process_join(exe: &Path, root: &Path, node: &str, bootstrap: &Path) -> Duration {
-    process_join_by(
-        exe,
-        root,
-        node,
-        &["--bootstrap-kubeconfig", bootstrap.to_str().unwrap()],
-    )
-}
-
 /// A node-side `bootlet join` process, fresh root and node name, told by `how` where its
 /// credentials come from.
-fn process_join_by(exe: &Path, root: &Path, node: &str, how: &[&str]) -> Duration {
+fn process_join(exe: &Path, root: &Path, node: &str, how: &[&str]) -> Duration {
     let fixed = [
         "join",
         "--root",
@@ -657,6 +647,19 @@ fn process_join_by(exe: &Path, root: &Path, node: &str, how: &[&str]) -> Duratio
         "10.0.0.1",
     ];
     time_process(exe, &[&fixed[..], how].concat())
+}
+
+/// The median of `n` node-side `bootlet join` processes told `how`, each a fresh node under
+/// `roots` (named `floor-<prefix><i>`).
+fn median_process_join(exe: &Path, roots: &Path, prefix: &str, n: usize, how: &[&str]) -> Duration {
+    median(
+        (0..n)
+            .map(|i| {
+                let node = format!("{prefix}{i}");
+                process_join(exe, &roots.join(&node), &format!("floor-{node}"), how)
+            })
+            .collect(),
+    )
 }
 
 /// How `kubeadm join` is usually run: the endpoint, a token (from a file) and the CA pin, with
@@ -756,18 +759,8 @@ fn floor(b: &Bench, n: usize) {
         return;
     };
     let version = median((0..n).map(|_| time_process(&exe, &["--version"])).collect());
-    let process = median(
-        (0..n)
-            .map(|i| {
-                process_join(
-                    &exe,
-                    &roots.path().join(format!("p{i}")),
-                    &format!("floor-p{i}"),
-                    &bootstrap,
-                )
-            })
-            .collect(),
-    );
+    let by_bootstrap = ["--bootstrap-kubeconfig", bootstrap.to_str().unwrap()];
+    let process = median_process_join(&exe, roots.path(), "p", n, &by_bootstrap);
     println!(
         "{:<28} median {:.2} ms = {:.2}x the floor (+ a process start: `bootlet --version` takes {:.2} ms, {:.2}x with it)",
         "floor: join as a process",
@@ -779,18 +772,7 @@ fn floor(b: &Bench, n: usize) {
     let token_file = roots.path().join("token");
     let how = token_discovery_args(b, &token_file);
     let how: Vec<&str> = how.iter().map(String::as_str).collect();
-    let by_token = median(
-        (0..n)
-            .map(|i| {
-                process_join_by(
-                    &exe,
-                    &roots.path().join(format!("t{i}")),
-                    &format!("floor-t{i}"),
-                    &how,
-                )
-            })
-            .collect(),
-    );
+    let by_token = median_process_join(&exe, roots.path(), "t", n, &how);
     println!(
         "{:<28} median {:.2} ms ({:+.2} ms for discovery's anonymous fetches and the signature and pin checks)",
         "floor: token join, process",
