@@ -204,6 +204,7 @@ fn node(b: &Bench, n: usize) {
     let roots = scratch();
     let bootstrap = b.bootstrap();
     b.sandbox.reset_counters();
+    let (cpu, sandbox_cpu) = (cpu_seconds(), thread_cpu_seconds("sandbox"));
     let times: Vec<Duration> = (0..n)
         .map(|i| {
             b.rt.block_on(join(node_options(
@@ -213,6 +214,10 @@ fn node(b: &Bench, n: usize) {
             )))
         })
         .collect();
+    let (used, sandbox_used) = (
+        cpu_seconds() - cpu,
+        thread_cpu_seconds("sandbox") - sandbox_cpu,
+    );
     let requests: u64 = b
         .sandbox
         .counters()
@@ -225,6 +230,21 @@ fn node(b: &Bench, n: usize) {
         "{:<28} {:.2} requests per node-side join",
         "",
         requests as f64 / n as f64
+    );
+    cpu_bound_of_a_storm(used / n as f64, sandbox_used / n as f64);
+}
+
+/// What one join at a time costs in CPU (both sides, no other join competing), and so the least
+/// wall time a storm of 1,000 can take on this machine's cores however its joins overlap.
+fn cpu_bound_of_a_storm(per_join: f64, sandbox_per_join: f64) {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    println!(
+        "{:<28} CPU {:.2} ms per join (the sandbox's threads {:.2} ms, the node side {:.2} ms): 1,000 joins on {cpus} CPUs need at least {:.2} s",
+        "",
+        per_join * 1e3,
+        sandbox_per_join * 1e3,
+        (per_join - sandbox_per_join) * 1e3,
+        1000.0 * per_join / cpus
     );
 }
 
