@@ -204,7 +204,7 @@ fn node(b: &Bench, n: usize) {
     let roots = scratch();
     let bootstrap = b.bootstrap();
     b.sandbox.reset_counters();
-    let (cpu, sandbox_cpu) = (cpu_seconds(), thread_cpu_seconds("sandbox"));
+    let cpu = CpuMark::now();
     let times: Vec<Duration> = (0..n)
         .map(|i| {
             b.rt.block_on(join(node_options(
@@ -214,10 +214,7 @@ fn node(b: &Bench, n: usize) {
             )))
         })
         .collect();
-    let (used, sandbox_used) = (
-        cpu_seconds() - cpu,
-        thread_cpu_seconds("sandbox") - sandbox_cpu,
-    );
+    let (used, sandbox_used) = cpu.used();
     let requests: u64 = b
         .sandbox
         .counters()
@@ -320,6 +317,32 @@ fn thread_cpu_seconds(name: &str) -> f64 {
         .sum()
 }
 
+/// The process's CPU and its sandbox threads' CPU at one moment, to tell what the sandbox spent
+/// from what the nodes spent since. The sandbox's runtime threads live as long as it does; the
+/// nodes' come and go (a sync hands its worker off to a new thread), so theirs is the process's CPU
+/// less the sandbox's.
+struct CpuMark {
+    process: f64,
+    sandbox: f64,
+}
+
+impl CpuMark {
+    fn now() -> CpuMark {
+        CpuMark {
+            process: cpu_seconds(),
+            sandbox: thread_cpu_seconds("sandbox"),
+        }
+    }
+
+    /// CPU seconds since the mark: the whole process's, and the sandbox threads' part of it.
+    fn used(&self) -> (f64, f64) {
+        (
+            cpu_seconds() - self.process,
+            thread_cpu_seconds("sandbox") - self.sandbox,
+        )
+    }
+}
+
 fn idle_cpu(b: &Bench, label: &str) {
     let before = cpu_seconds();
     b.rt.block_on(async { tokio::time::sleep(Duration::from_secs(5)).await });
@@ -384,9 +407,7 @@ fn crowded(n: usize) {
 fn storm(b: &Bench, n: usize, in_flight: usize) {
     let bootstrap = b.bootstrap();
     let before = peak_rss_kib();
-    // The sandbox's runtime threads live as long as it does; the nodes' come and go (a sync hands
-    // its worker off to a new thread), so theirs is the process's CPU less the sandbox's.
-    let (cpu, sandbox_cpu) = (cpu_seconds(), thread_cpu_seconds("sandbox"));
+    let cpu = CpuMark::now();
     let syncs_before = bootlet::files::SYNCS.load(std::sync::atomic::Ordering::Relaxed);
     let (total, p99) = storm_joins(b, &bootstrap, n, in_flight);
     storm_headline(
@@ -402,10 +423,7 @@ fn storm(b: &Bench, n: usize, in_flight: usize) {
         ),
     );
     let syncs = bootlet::files::SYNCS.load(std::sync::atomic::Ordering::Relaxed) - syncs_before;
-    let (used, sandbox_used) = (
-        cpu_seconds() - cpu,
-        thread_cpu_seconds("sandbox") - sandbox_cpu,
-    );
+    let (used, sandbox_used) = cpu.used();
     println!(
         "{:<28} CPU {:.2} s: the sandbox's threads {:.2} s, the rest (the nodes) {:.2} s; {} syncs made ({:.1} per join, 7 when a join runs alone)",
         "",
