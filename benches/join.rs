@@ -80,7 +80,7 @@ struct Bench {
 
 impl Bench {
     fn new() -> Bench {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        let _ = bootlet::cluster::crypto_provider().install_default();
         let runtime = |name: &str| {
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)

@@ -15,7 +15,7 @@ use crate::settings::{Options, OutputFormat, Settings};
 pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
     crate::engine::report::mark_command_start();
     forbid_core_dumps();
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = crate::cluster::crypto_provider().install_default();
     let args: Vec<OsString> = args.into_iter().collect();
     let text_args: Vec<String> = args
         .iter()

@@ -17,7 +17,7 @@ mod http_stack;
 pub mod retry;
 
 pub use gate::Gate;
-pub use http_stack::kube_client;
+pub use http_stack::{crypto_provider, kube_client};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -53,7 +53,7 @@ pub fn tls_acceptor(ca: &Ca) -> Result<tokio_rustls::TlsAcceptor> {
     roots
         .add(CertificateDer::from(ca.cert_der().to_vec()))
         .map_err(|e| Error::internal(format!("CA: {e}")))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(crate::cluster::crypto_provider());
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .allow_unauthenticated()
         .build()

@@ -351,7 +351,7 @@ impl TestSandbox {
     }
 
     pub fn with(options: SandboxOptions) -> TestSandbox {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        let _ = bootlet::cluster::crypto_provider().install_default();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
