@@ -705,7 +705,7 @@ fn median_process_join(exe: &Path, roots: &Path, prefix: &str, n: usize, how: &[
 fn token_discovery_args(b: &Bench, token_file: &Path) -> Vec<String> {
     let token = b.token();
     std::fs::write(token_file, format!("{}\n", token.expose_full())).unwrap();
-    let pin = bootlet::pki::pin::Pin::of_cert(b.sandbox.ca().cert_der()).unwrap();
+    let pin = b.sandbox.ca_pin().unwrap();
     let endpoint = b.sandbox.url().trim_start_matches("https://").to_string();
     vec![
         endpoint,

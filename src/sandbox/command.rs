@@ -68,7 +68,7 @@ pub fn options(args: &crate::cli::SandboxArgs) -> Result<SandboxOptions> {
 pub async fn serve(args: crate::cli::SandboxArgs, options: SandboxOptions) -> Result<()> {
     let sandbox = Sandbox::start(options).await?;
     sandbox.write_files(&args.dir)?;
-    let pin = crate::pki::pin::Pin::of_cert(sandbox.ca().cert_der())?;
+    let pin = sandbox.ca_pin()?;
     crate::outln!("bootlet sandbox is serving {}", sandbox.url());
     crate::outln!(
         "  admin kubeconfig: {} (try: kubectl --kubeconfig {} get ns)",

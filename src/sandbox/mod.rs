@@ -118,6 +118,11 @@ impl Sandbox {
         &self.state.ca
     }
 
+    /// The CA's pin, as `--discovery-token-ca-cert-hash` takes it.
+    pub fn ca_pin(&self) -> Result<crate::pki::pin::Pin> {
+        crate::pki::pin::Pin::of_cert(self.state.ca.cert_der())
+    }
+
     /// A kubeconfig for `kubernetes-admin` (O `system:masters`) with its key embedded.
     pub fn admin_kubeconfig(&self) -> &SecretString {
         &self.admin_kubeconfig

@@ -391,9 +391,7 @@ impl TestSandbox {
     }
 
     pub fn pin(&self) -> String {
-        bootlet::pki::pin::Pin::of_cert(self.sb().ca().cert_der())
-            .unwrap()
-            .to_string()
+        self.sb().ca_pin().unwrap().to_string()
     }
 
     /// Requests counted for users whose name contains `who`.
