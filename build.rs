@@ -9,6 +9,7 @@
 use std::{env, fs, path::Path};
 
 fn main() {
+    real_cluster_switch();
     let dir = Path::new(&env::var("CARGO_MANIFEST_DIR").unwrap()).join("phases");
     println!("cargo:rerun-if-changed={}", dir.display());
     let mut workflows: Vec<_> = fs::read_dir(&dir)
@@ -60,4 +61,15 @@ fn manifest_json(path: &Path) -> String {
     let table: toml::Table = toml::from_str(&text)
         .unwrap_or_else(|e| panic!("{} is not valid TOML: {e}", path.display()));
     serde_json::to_string(&table).expect("a TOML table is JSON")
+}
+
+/// `BOOTLET_REAL_CLUSTER=off` compiles the tests that need the real control plane as ignored
+/// (`cfg(real_cluster_off)`), so that leaving them out is explicit and cargo's summary line counts
+/// them; any other value, or none, runs them (tests/common/real.rs).
+fn real_cluster_switch() {
+    println!("cargo::rustc-check-cfg=cfg(real_cluster_off)");
+    println!("cargo:rerun-if-env-changed=BOOTLET_REAL_CLUSTER");
+    if env::var("BOOTLET_REAL_CLUSTER").is_ok_and(|v| v == "off") {
+        println!("cargo:rustc-cfg=real_cluster_off");
+    }
 }

@@ -1,7 +1,9 @@
 //! Authentication, in kube-apiserver's order: client certificate (verified by TLS against the
 //! sandbox CA; user = CN, groups = O), then bearer token (bootstrap tokens, with every rule of
 //! `plugin/pkg/auth/authenticator/token/bootstrap/bootstrap.go`, and the service-account tokens
-//! this sandbox issues through TokenRequest), then anonymous.
+//! this sandbox issues through TokenRequest), then anonymous. A token that authenticated is
+//! remembered for 10 s, as kube-apiserver's token cache does (`TokenSuccessCacheTTL`, failures
+//! not cached): a deleted token keeps working that long after its last success.
 
 use serde_json::Value;
 
@@ -44,12 +46,50 @@ pub enum Authn {
     Rejected,
 }
 
+/// kube-apiserver's cache of successful token authentications
+/// (`k8s.io/apiserver/pkg/authentication/token/cache`, wrapped around the token authenticators in
+/// `pkg/kubeapiserver/authenticator/config.go` with `TokenSuccessCacheTTL` 10 s and
+/// `TokenFailureCacheTTL` 0). Keyed by the token's SHA-256, never the token; bounded.
+#[derive(Debug, Default)]
+pub struct TokenCache {
+    entries: std::collections::HashMap<[u8; 32], (UserInfo, std::time::Instant)>,
+}
+
+impl TokenCache {
+    /// How long a success is remembered.
+    pub const TTL: std::time::Duration = std::time::Duration::from_secs(10);
+    /// At most this many tokens are remembered; beyond, the expired go, then everything.
+    const CAPACITY: usize = 4096;
+
+    fn key(token: &str) -> [u8; 32] {
+        let d = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+        d.as_ref().try_into().expect("32 bytes")
+    }
+
+    fn get(&self, token: &str) -> Option<UserInfo> {
+        let (user, at) = self.entries.get(&Self::key(token))?;
+        (at.elapsed() < Self::TTL).then(|| user.clone())
+    }
+
+    fn remember(&mut self, token: &str, user: &UserInfo) {
+        if self.entries.len() >= Self::CAPACITY {
+            self.entries.retain(|_, (_, at)| at.elapsed() < Self::TTL);
+            if self.entries.len() >= Self::CAPACITY {
+                self.entries.clear();
+            }
+        }
+        let now = std::time::Instant::now();
+        self.entries.insert(Self::key(token), (user.clone(), now));
+    }
+}
+
 /// Authenticates from the verified peer certificate and the Authorization header.
 pub fn authenticate(
     peer_cert: Option<&CertInfo>,
     authorization: Option<&str>,
     store: &Store,
     token_key: &ring::hmac::Key,
+    cache: &mut TokenCache,
 ) -> Authn {
     if let Some(cert) = peer_cert {
         let mut groups = cert.organizations.clone();
@@ -64,13 +104,19 @@ pub fn authenticate(
         let Some(token) = h.strip_prefix("Bearer ").map(str::trim) else {
             return Authn::Rejected;
         };
+        if let Some(u) = cache.get(token) {
+            return Authn::User(u);
+        }
         let user = if token.split('.').count() == 3 {
             service_account_user(token, store, token_key)
         } else {
             bootstrap_token_user(token, store)
         };
         return match user {
-            Some(u) => Authn::User(u),
+            Some(u) => {
+                cache.remember(token, &u);
+                Authn::User(u)
+            }
             None => Authn::Rejected,
         };
     }

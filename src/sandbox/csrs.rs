@@ -1,5 +1,6 @@
 //! CertificateSigningRequests: create validation (`pkg/apis/certificates/validation/validation.go`
-//! `ValidateCertificateSigningRequestCreate`), the CertificateSubjectRestriction admission plugin
+//! `ValidateCertificateSigningRequestCreate`), NodeRestriction's CSR rule (`nodes.rs`), the
+//! CertificateSubjectRestriction admission plugin
 //! (`plugin/pkg/admission/certificates/subjectrestriction`), the requester identity the API
 //! server stamps into the spec, and the rules of the main resource, `/status` and `/approval`
 //! (`pkg/registry/certificates/certificates/strategy.go`).
@@ -62,6 +63,11 @@ pub fn admit_create(call: &Call<'_>, name: &str, obj: &mut Value) -> Reply<()> {
     let request = base64::engine::general_purpose::STANDARD
         .decode(obj["spec"]["request"].as_str().unwrap_or_default())
         .unwrap_or_default();
+    let signer = obj["spec"]["signerName"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    super::nodes::admit_csr(call, name, &signer, &request)?;
     let parsed = crate::pki::csr::parse_pem(&request);
     let mut causes = Vec::new();
     if let Err(e) = &parsed {
@@ -71,10 +77,6 @@ pub fn admit_create(call: &Call<'_>, name: &str, obj: &mut Value) -> Reply<()> {
             format!("Invalid value: []byte{{...}}: {}", e.message()),
         ));
     }
-    let signer = obj["spec"]["signerName"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
     if signer.is_empty() {
         causes.push(Cause::new(
             "spec.signerName",

@@ -84,6 +84,7 @@ impl Sandbox {
                 &ring::rand::SystemRandom::new(),
             )
             .map_err(|_| Error::internal("the OS random number generator failed"))?,
+            token_cache: Mutex::new(Default::default()),
         });
         seed(&state, options.bare)?;
         let admin_kubeconfig = SecretString::new(admin_kubeconfig(&ca, &url)?);

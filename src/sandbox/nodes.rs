@@ -44,6 +44,33 @@ pub fn admit_write(call: &Call<'_>, name: &str) -> Reply<()> {
     }
 }
 
+/// NodeRestriction's `admitCSR`: a node may create a kubelet-serving or kubelet-client CSR only
+/// for itself (its CN exactly `system:node:<name>`). It runs as mutating admission, before the
+/// CSR's validation, so an unparseable request is refused here first.
+pub fn admit_csr(call: &Call<'_>, name: &str, signer: &str, request: &[u8]) -> Reply<()> {
+    let Some(node) = requesting_node(call) else {
+        return Ok(());
+    };
+    if signer != "kubernetes.io/kubelet-serving"
+        && signer != "kubernetes.io/kube-apiserver-client-kubelet"
+    {
+        return Ok(());
+    }
+    let def = call.def();
+    let cn = match crate::pki::csr::parse_pem(request) {
+        Ok(req) => req.cn().to_string(),
+        Err(e) => {
+            let why = format!("unable to parse csr: {}", e.message());
+            return Err(forbidden_object(def, name, &why));
+        }
+    };
+    if cn != format!("system:node:{node}") {
+        let why = format!("can only create a node CSR with CN=system:node:{node}");
+        return Err(forbidden_object(def, name, &why));
+    }
+    Ok(())
+}
+
 /// Lease validation.
 pub fn validate(call: &Call<'_>, name: &str, obj: &Value) -> Reply<()> {
     if call.def().plural != "leases" {

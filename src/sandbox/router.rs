@@ -131,7 +131,8 @@ pub async fn handle(
         .map(str::to_string);
     let authn = {
         let store = state.store.lock().expect("store");
-        authenticate(peer, auth.as_deref(), &store, &state.token_key)
+        let mut cache = state.token_cache.lock().expect("token cache");
+        authenticate(peer, auth.as_deref(), &store, &state.token_key, &mut cache)
     };
     let method = req.method().clone();
     let path = req.uri().path().to_string();

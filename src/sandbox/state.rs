@@ -85,6 +85,8 @@ pub struct State {
     pub shutdown: watch::Receiver<bool>,
     /// HMAC key of the service-account tokens this sandbox issues.
     pub token_key: ring::hmac::Key,
+    /// Tokens that authenticated lately (kube-apiserver's 10 s success cache).
+    pub token_cache: Mutex<super::authn::TokenCache>,
 }
 
 impl State {
