@@ -89,9 +89,10 @@ impl CertInfo {
         }
     }
 
-    /// The first common name, or "".
+    /// The common name as Go's x509 reads it, and so kube-apiserver's authenticator, NodeRestriction
+    /// and the signer: the last CN of the subject (`pkix.Name.FillFromRDNSequence` overwrites), or "".
     pub fn cn(&self) -> &str {
-        self.common_names.first().map(String::as_str).unwrap_or("")
+        self.common_names.last().map(String::as_str).unwrap_or("")
     }
 }
 

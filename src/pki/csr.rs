@@ -87,9 +87,10 @@ pub struct CsrInfo {
 }
 
 impl CsrInfo {
-    /// The first CN or "".
+    /// The common name as Go's x509 reads it, and so kube-apiserver's authenticator, NodeRestriction
+    /// and the signer: the last CN of the subject (`pkix.Name.FillFromRDNSequence` overwrites), or "".
     pub fn cn(&self) -> &str {
-        self.common_names.first().map(String::as_str).unwrap_or("")
+        self.common_names.last().map(String::as_str).unwrap_or("")
     }
 }
 

@@ -60,6 +60,11 @@ impl TestCluster {
         }
     }
 
+    /// A handle on a real control plane a test started or shares.
+    pub fn from_real(c: Arc<RealCluster>) -> TestCluster {
+        Self::real(c)
+    }
+
     fn real(c: Arc<RealCluster>) -> TestCluster {
         TestCluster {
             backend: Backend::Real(c),

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod node;
 pub mod real;
 
 use std::path::{Path, PathBuf};
