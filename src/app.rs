@@ -199,7 +199,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
             let settings = settings_from(args.config.as_deref(), args.to_options())?;
             crate::expiration::run(&settings)
         }
-        Cmd::Graph { format, workflow } => {
+        Cmd::Graph {
+            format,
+            workflow,
+            workflow_flag,
+        } => {
+            let workflow = workflow.or(workflow_flag).unwrap_or_else(|| "join".into());
             let g = PhaseGraph::workflow(&workflow)?;
             crate::out!(
                 "{}",
@@ -216,12 +221,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 let pem = std::fs::read(&f).map_err(|e| Error::io("read", &f, e))?;
                 for der in crate::pki::parse_certs_pem(&pem, &f.display().to_string())? {
                     let info = crate::pki::cert::CertInfo::parse(&der)?;
-                    crate::outln!(
-                        "{}  {} (CN={})",
-                        crate::pki::pin::Pin::of_spki(&info.spki),
-                        f.display(),
-                        info.cn()
-                    );
+                    // The pin alone on stdout, so that `$(bootlet ca-pin ca.crt)` is the flag's
+                    // value; which certificate it is goes to stderr.
+                    let pin = crate::pki::pin::Pin::of_spki(&info.spki);
+                    crate::outln!("{pin}");
+                    eprintln!("{pin}  {} (CN={})", f.display(), info.cn());
                 }
             }
             Ok(0)
@@ -306,10 +310,16 @@ async fn token_command(command: crate::cli::TokenCmd) -> Result<i32> {
                     crate::errln!("[token] Wrote token {token} to {} (0600)", f.display());
                     format!("--token-file {}", f.display())
                 }
-                None => format!("--token {}", token.expose_full()),
+                None => String::new(),
             };
             match (endpoint, &token_file) {
-                (Some((ep, pin)), _) => {
+                // Never `--token SECRET`: argv is readable by every user of the node (`ps`); the
+                // environment variable is not, and the line stays one line to paste.
+                (Some((ep, pin)), None) => crate::outln!(
+                    "BOOTLET_TOKEN={} bootlet join {ep} --discovery-token-ca-cert-hash {pin}",
+                    token.expose_full()
+                ),
+                (Some((ep, pin)), Some(_)) => {
                     crate::outln!("bootlet join {ep} {shown} --discovery-token-ca-cert-hash {pin}")
                 }
                 (None, None) => crate::outln!("{}", token.expose_full()),
@@ -368,11 +378,11 @@ fn approver_command(args: crate::cli::ApproverArgs) -> Result<i32> {
         ..Default::default()
     };
     if let Some(re) = &args.dns_regex {
-        p.dns_regex = regex::Regex::new(re).map_err(|e| {
+        p.dns_regex = Some(regex::Regex::new(re).map_err(|e| {
             Error::usage(format!(
                 "--dns-regex {re:?} is not a regular expression: {e}"
             ))
-        })?;
+        })?);
     }
     if !args.ip_prefixes.is_empty() {
         p.ip_prefixes = args
@@ -446,6 +456,7 @@ pub fn settings_from(config: Option<&std::path::Path>, flags: Options) -> Result
 fn run_engine(command: Command, settings: Settings) -> Result<i32> {
     let json = settings.output == OutputFormat::Json;
     let dry_run = settings.dry_run;
+    let throwaway_dry_dir = settings.dry_run_dir.is_none() && !settings.keep_dry_run_dir;
     let out = Output::new(json);
     let interrupted = format!(
         "[bootlet] Interrupted: stopped `bootlet {}` (every file bootlet writes is replaced whole, so nothing is half-written); rerun the same command to resume where it stopped",
@@ -467,14 +478,27 @@ fn run_engine(command: Command, settings: Settings) -> Result<i32> {
         crate::out!("{}", outcome.report.render_text());
     }
     if let Some(dir) = &outcome.report.dry_run_dir {
-        let report_path = std::path::Path::new(dir).join("bootlet-report.json");
-        crate::files::write_atomic(
-            &report_path,
-            outcome.report.to_json().as_bytes(),
-            crate::files::PUBLIC_FILE_MODE,
-        )?;
-        if !json {
-            crate::outln!("[dryrun] The audit report is in {}", report_path.display());
+        if throwaway_dry_dir {
+            // Its would-be files hold throwaway keys: a temporary directory does not outlive the
+            // run unless asked (--keep-dry-run-dir, or --dry-run-dir DIR).
+            std::fs::remove_dir_all(dir).map_err(|e| {
+                Error::io("remove the dry-run directory", std::path::Path::new(dir), e)
+            })?;
+            if !json {
+                crate::outln!(
+                    "[dryrun] Removed {dir} and its throwaway keys; keep the would-be files and the report with --dry-run-dir DIR or --keep-dry-run-dir"
+                );
+            }
+        } else {
+            let report_path = std::path::Path::new(dir).join("bootlet-report.json");
+            crate::files::write_atomic(
+                &report_path,
+                outcome.report.to_json().as_bytes(),
+                crate::files::PUBLIC_FILE_MODE,
+            )?;
+            if !json {
+                crate::outln!("[dryrun] The audit report is in {}", report_path.display());
+            }
         }
     }
     match outcome.error {

@@ -27,7 +27,7 @@ pub fn command() -> clap::Command {
     command
 }
 
-/// `bootlet completions SHELL`.
+/// `bootlet completions SHELL` (`phase <TAB>` offers the phase names: [`PhaseName`]).
 pub fn completions(shell: clap_complete::Shell) -> Result<i32> {
     let mut buf = Vec::new();
     clap_complete::generate(shell, &mut command(), "bootlet", &mut buf);
@@ -131,5 +131,39 @@ pub fn help_phase(args: &[String]) -> Option<i32> {
             );
             Some(2)
         }
+    }
+}
+
+/// The value parser of `phase NAME`: any name parses (an unknown one gets the runner's message
+/// naming its workflow's phases), and every phase of every workflow is offered to shell completion.
+#[derive(Clone, Debug)]
+pub struct PhaseName;
+
+impl clap::builder::TypedValueParser for PhaseName {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        _cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> std::result::Result<String, clap::Error> {
+        Ok(value.to_string_lossy().into_owned())
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        let mut names: Vec<String> = crate::engine::graph::workflows()
+            .unwrap_or_default()
+            .iter()
+            .flat_map(|g| g.order().into_iter().map(String::from).collect::<Vec<_>>())
+            .collect();
+        names.sort();
+        names.dedup();
+        // clap keeps `&'static str` names; this runs once, for a completion script or a help page.
+        Some(Box::new(names.into_iter().map(|n| {
+            clap::builder::PossibleValue::new(&*Box::leak(n.into_boxed_str()))
+        })))
     }
 }

@@ -54,8 +54,9 @@ fn subject(info: &CertInfo) -> String {
 
 /// A read-only view of the node (no lock, no writes).
 fn node_view(settings: &Settings) -> Result<Ctx> {
-    let layout = settings.file_layout()?;
     let mut settings = settings.clone();
+    crate::engine::recorded_layout::adopt(&mut settings)?;
+    let layout = settings.file_layout()?;
     let probe = World::new(
         layout.clone(),
         None,

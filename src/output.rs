@@ -120,3 +120,18 @@ macro_rules! errln {
 macro_rules! err {
     ($($t:tt)*) => { $crate::output::stderr_write(&format!($($t)*)) };
 }
+
+/// `text` with every control character (a newline, a terminal escape) written as its escape, so
+/// that text from elsewhere (a CSR's CN, a token's description) prints as one line that says what
+/// it says.
+pub fn escape_controls(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}

@@ -77,6 +77,8 @@ pub struct Options {
     pub dry_run: Option<bool>,
     /// Dry-run directory.
     pub dry_run_dir: Option<PathBuf>,
+    /// Keep a temporary dry-run directory.
+    pub keep_dry_run_dir: Option<bool>,
     /// Phases to skip.
     pub skip_phases: Option<Vec<String>>,
     /// Preflight checks to ignore.
@@ -131,7 +133,7 @@ impl Options {
         overlay!(self, top; api_server_endpoint, root, layout, state_dir, krustlet_data_dir, node_name,
             node_ip, admin_kubeconfig, token, token_file, token_ttl, token_groups, bootstrap_kubeconfig,
             discovery_file, discovery_token_ca_cert_hash, discovery_token_unsafe_skip_ca_verification,
-            discovery_timeout, dry_run, dry_run_dir, skip_phases, ignore_preflight_errors,
+            discovery_timeout, dry_run, dry_run_dir, keep_dry_run_dir, skip_phases, ignore_preflight_errors,
             approval_timeout, api_timeout, keep_bootstrap_kubeconfig, new_token, keep_token,
             approve_serving, output);
         self
@@ -169,6 +171,10 @@ pub struct Settings {
     /// Whether the node name was given (flag or config) rather than defaulted to the host name;
     /// a run without one takes the journal's.
     pub node_name_given: bool,
+    /// Whether `--layout` (or the config file) named the layout; if not, a journal's decides.
+    pub layout_given: bool,
+    /// Whether the Krustlet data directory was named (flag, config or `KRUSTLET_DATA_DIR`).
+    pub krustlet_data_dir_given: bool,
     /// `--force` (renew: rotate now; reset: no confirmation).
     pub force: bool,
     /// Node IPs given (detected later when empty).
@@ -195,6 +201,8 @@ pub struct Settings {
     pub dry_run: bool,
     /// Dry-run directory.
     pub dry_run_dir: Option<PathBuf>,
+    /// Keep the temporary dry-run directory (else it is removed at the end of the run).
+    pub keep_dry_run_dir: bool,
     /// Phases skipped.
     pub skip_phases: Vec<String>,
     /// Preflight checks ignored (lower-case; `all`).
@@ -215,7 +223,11 @@ pub struct Settings {
     pub output: OutputFormat,
 }
 
-/// Parses `90`, `500ms`, `30s`, `5m`, `2h` and combinations like `1h30m`.
+/// Go's longest `time.Duration` (2^63-1 ns): what kubeadm, the kubelet and the API server take,
+/// and far enough from the calendar's end that any time plus it is a valid date.
+pub const MAX_DURATION: Duration = Duration::new(9_223_372_036, 854_775_807);
+
+/// Parses `90`, `500ms`, `30s`, `5m`, `2h` and combinations like `1h30m`, up to [`MAX_DURATION`].
 pub fn parse_duration(text: &str, what: &str) -> Result<Duration> {
     let bad = || {
         Error::usage(format!(
@@ -226,8 +238,14 @@ pub fn parse_duration(text: &str, what: &str) -> Result<Duration> {
     if t.is_empty() {
         return Err(bad());
     }
+    let too_long = || {
+        Error::usage(format!(
+            "{what}: {text:?} is longer than the longest duration Kubernetes takes, 2562047h (about 292 years, Go's time.Duration); use a shorter one"
+        ))
+    };
+    let checked = |d: Option<Duration>| d.filter(|d| *d <= MAX_DURATION).ok_or_else(too_long);
     if let Ok(secs) = t.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
+        return checked(Some(Duration::from_secs(secs)));
     }
     let mut total = Duration::ZERO;
     let mut rest = t;
@@ -236,20 +254,21 @@ pub fn parse_duration(text: &str, what: &str) -> Result<Duration> {
         if digits == 0 {
             return Err(bad());
         }
-        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        let n: u64 = rest[..digits].parse().map_err(|_| too_long())?;
         rest = &rest[digits..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit())
             .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
-        total += match unit {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n * 60),
-            "h" => Duration::from_secs(n * 3600),
+        let part = match unit {
+            "ms" => Some(Duration::from_millis(n)),
+            "s" => Some(Duration::from_secs(n)),
+            "m" => n.checked_mul(60).map(Duration::from_secs),
+            "h" => n.checked_mul(3600).map(Duration::from_secs),
             _ => return Err(bad()),
         };
+        total = checked(part.and_then(|p| total.checked_add(p)))?;
     }
     Ok(total)
 }
@@ -314,13 +333,20 @@ fn refuse_misplaced_tokens(o: &Options) -> Result<()> {
 }
 
 impl Settings {
-    /// The file layout these settings name (layout kind, root, Krustlet data and state dirs).
+    /// The file layout these settings name (layout kind, root, Krustlet data and state dirs). Run
+    /// as root, bootlet keeps its state in `/var/lib/bootlet` for every layout, where later
+    /// commands look first; a non-root Krustlet node keeps it in the data directory.
     pub fn file_layout(&self) -> Result<crate::files::Layout> {
+        let root_user = rustix::process::geteuid().is_root();
+        let state_dir = match (&self.state_dir, self.layout) {
+            (None, crate::files::LayoutKind::Krustlet) if root_user => Some("/var/lib/bootlet"),
+            (dir, _) => dir.as_deref(),
+        };
         crate::files::Layout::new(
             self.layout,
             self.root.clone(),
             &self.krustlet_data_dir,
-            self.state_dir.as_deref(),
+            state_dir,
         )
     }
 
@@ -382,6 +408,8 @@ impl Settings {
             parse_duration(v.as_deref().unwrap_or(default), what)
         };
         let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+        let krustlet_data_dir_given =
+            o.krustlet_data_dir.is_some() || std::env::var_os("KRUSTLET_DATA_DIR").is_some();
         let krustlet_data_dir = o
             .krustlet_data_dir
             .or_else(|| std::env::var("KRUSTLET_DATA_DIR").ok())
@@ -397,8 +425,10 @@ impl Settings {
         Ok(Settings {
             endpoint,
             root,
+            layout_given: o.layout.is_some(),
             layout: o.layout.unwrap_or_default(),
             state_dir: o.state_dir,
+            krustlet_data_dir_given,
             krustlet_data_dir,
             node_name_given: o.node_name.is_some(),
             node_name: o.node_name.unwrap_or_else(default_node_name),
@@ -417,6 +447,7 @@ impl Settings {
             discovery_timeout: dur(o.discovery_timeout, "5m", "--discovery-timeout")?,
             dry_run: o.dry_run.unwrap_or(false) || o.dry_run_dir.is_some(),
             dry_run_dir: o.dry_run_dir,
+            keep_dry_run_dir: o.keep_dry_run_dir.unwrap_or(false),
             skip_phases,
             ignore_preflight_errors,
             approval_timeout: dur(o.approval_timeout, "5m", "--approval-timeout")?,

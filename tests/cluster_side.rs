@@ -88,10 +88,16 @@ fn token_create_list_and_delete_match_kubectl_and_a_deleted_token_stops_authenti
     );
     join.ok();
     let line = join.stdout.trim();
+    // The secret rides in the environment, never in bootlet's argv (`ps` shows argv to all).
+    assert!(line.starts_with("BOOTLET_TOKEN="), "{line}");
     assert!(
-        line.starts_with(&format!("bootlet join {} --token ", sb.endpoint())),
+        line.contains(&format!(
+            " bootlet join {} --discovery-token-ca-cert-hash",
+            sb.endpoint()
+        )),
         "{line}"
     );
+    assert_lacks(line, "--token");
     assert!(
         line.ends_with(&format!("--discovery-token-ca-cert-hash {}", sb.pin())),
         "{line}"
@@ -591,7 +597,7 @@ fn a_real_joins_serving_csr_is_approved_within_a_second() {
     put_node(
         &sb,
         "edge-a",
-        &[("InternalIP", "127.0.0.1"), ("Hostname", "edge-a")],
+        &[("InternalIP", "10.7.0.1"), ("Hostname", "edge-a")],
     );
     let approver = spawn_approver(&sb, &[]);
     std::thread::sleep(Duration::from_millis(500));
@@ -605,7 +611,7 @@ fn a_real_joins_serving_csr_is_approved_within_a_second() {
         "--bootstrap-kubeconfig",
         s(&bootstrap),
         "--node-ip",
-        "127.0.0.1",
+        "10.7.0.1",
         "--approval-timeout",
         "20s",
     ];

@@ -195,7 +195,18 @@ fn config_file_holds_the_flags_and_flags_win() {
         node.join("data/config/bootstrap.conf").exists(),
         "krustlet layout paths were used"
     );
-    let journal = std::fs::read_to_string(node.join("data/bootlet/journal.toml")).unwrap();
+    // Run as root, bootlet keeps every layout's state in /var/lib/bootlet, where later commands
+    // find it whatever $HOME says; a non-root Krustlet node keeps it in the data directory.
+    let state = if rustix::process::geteuid().is_root() {
+        "var/lib/bootlet"
+    } else {
+        "data/bootlet"
+    };
+    let journal = std::fs::read_to_string(node.join(state).join("journal.toml")).unwrap();
+    assert!(
+        journal.contains("krustlet_data_dir = \"/data\""),
+        "{journal}"
+    );
     assert!(journal.contains("node_name = \"from-flag\""));
 }
 
@@ -331,6 +342,7 @@ fn offline_dry_run_writes_everything_aside_reports_it_and_leaks_nothing() {
         "n1",
         &[
             "--dry-run",
+            "--keep-dry-run-dir",
             "-o",
             "json",
             "--node-ip",

@@ -7,6 +7,7 @@
 mod common;
 
 use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 
 use common::cluster::TestCluster;
@@ -182,22 +183,37 @@ fn bootlets_printed_join_line_joins_a_node_as_printed() {
     ]);
     printed.ok();
     let line = printed.stdout.lines().last().unwrap().trim().to_string();
-    assert!(line.starts_with("bootlet join "), "{line}");
+    remember_secrets(&line);
+    assert!(line.starts_with("BOOTLET_TOKEN="), "{line}");
+    assert_lacks(&line, "--token");
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("node");
     let _approving = c.approve_serving_of("printed-1");
-    // Run exactly the printed words, with only where the node lives and its name added.
-    let words: Vec<&str> = line.split_whitespace().skip(1).collect();
-    let mut args = words.clone();
-    args.extend([
-        "--root",
-        s(&root),
-        "--node-name",
-        "printed-1",
-        "--approval-timeout",
-        "60s",
-    ]);
-    bootlet(&args).ok();
+    // Run the printed line as a shell runs it, with only where the node lives and its name added
+    // (the binary under test stands in for `bootlet` on PATH).
+    let bin_dir = bin().parent().unwrap().to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{line} --root {} --node-name printed-1 --approval-timeout 60s",
+            s(&root)
+        ))
+        .env("PATH", path)
+        .env_remove("BOOTLET_TOKEN")
+        .output()
+        .unwrap();
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    leak_scan(&run, &[], &[]);
+    run.ok();
     let node = Node {
         dir,
         root,

@@ -401,9 +401,15 @@ fn an_expired_client_certificate_falls_back_to_the_bootstrap_kubeconfig_or_says_
     let check = bootlet(&["certs", "check-expiration", "--root", s(&node.root)]);
     check.fails_with(5, "the client certificate");
     assert!(check.stdout.contains("<invalid>"), "{}", check.stdout);
+    assert_has(&check.all(), "expired at");
+    assert_lacks(&check.all(), "clock");
 
     let without = node.renew(&[]);
     without.fails_with(5, "no bootstrap kubeconfig to fall back to");
+    assert_has(
+        &without.error_line(),
+        "the node's client certificate is not usable (the certificate expired at",
+    );
     assert_has(&without.error_line(), "--bootstrap-kubeconfig");
     assert_has(&without.error_line(), "bootlet reset");
 

@@ -29,6 +29,7 @@ on_both!(
     reset_then_a_join_to_another_control_plane,
     tokens_created_listed_deleted_and_expired,
     the_approver_approves_a_good_serving_csr_and_denies_forged_ones,
+    a_node_cannot_talk_the_approver_into_what_it_must_not_sign,
     two_leader_elected_approvers_decide_each_csr_once,
     killed_while_waiting_for_approval_the_rerun_reattaches_to_the_same_csr,
     a_node_side_join_and_a_forced_renewal_cost_four_requests_each,
@@ -205,6 +206,12 @@ fn the_one_shot_admin_join_approves_its_own_serving_csr(plane: Plane) {
         ],
     );
     run.ok();
+    // It approved its own CSR: no line tells the operator to approve it by hand.
+    assert_lacks(&run.stdout, "run `kubectl certificate approve");
+    assert_has(
+        &run.stdout,
+        "with the admin kubeconfig after the approver's checks",
+    );
     let node = Node {
         root: root.path().to_path_buf(),
         dir: root,
@@ -878,4 +885,303 @@ fn a_node_side_join_and_a_forced_renewal_cost_four_requests_each(plane: Plane) {
         (4, 2),
         "token discovery: 4 + 2 anonymous reads"
     );
+}
+
+/// PATCHes `node`'s own Node status as its kubelet does (the Node authorizer allows a node to
+/// patch, not read, `nodes/status`, so `kubectl patch` cannot: it reads first), with curl.
+fn patch_own_status(c: &TestCluster, node: &Node, patch: &Value) {
+    let pair = node.current("client");
+    let url = format!("{}/api/v1/nodes/{}/status", c.url(), node.name);
+    let out = output_ok(
+        Command::new("curl")
+            .args([
+                "-sS",
+                "--fail-with-body",
+                "-X",
+                "PATCH",
+                "--cacert",
+                s(&c.ca_crt()),
+            ])
+            .args(["--cert", s(&pair), "--key", s(&pair)])
+            .args(["-H", "Content-Type: application/merge-patch+json"])
+            .args(["--data", &patch.to_string(), &url]),
+    );
+    assert_has(&out, "10.50.0.2");
+}
+
+/// A client identity with common name `cn` (as the bootstrap flow issues one: a kubelet client CSR
+/// sent with `node`'s bootstrap token, approved by the cluster's nodeclient rule and signed), as a
+/// kubeconfig in `node`'s directory.
+fn client_identity(c: &TestCluster, node: &Node, file: &str, cn: &str) -> PathBuf {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let key = bootlet::pki::keys::PrivateKey::generate().unwrap();
+    let pem = bootlet::pki::csr::build(&key, cn, &["system:nodes"], &[], &[]).unwrap();
+    let obj = json!({"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+        "metadata": {"name": file}, "spec": {"request": b64.encode(pem), "signerName": CLIENT_SIGNER,
+        "usages": ["digital signature", "client auth"]}});
+    let manifest = write_file(node.dir.path(), &format!("{file}.json"), &obj.to_string());
+    kubectl_with(
+        &node.bootstrap,
+        node.dir.path(),
+        &["create", "-f", s(&manifest)],
+    )
+    .ok();
+    let cert = eventually(30, || {
+        let obj = c.get_json(&["csr", file])?;
+        obj["status"]["certificate"].as_str().map(String::from)
+    });
+    let cert_pem = String::from_utf8(b64.decode(cert).unwrap()).unwrap();
+    let text = bootlet::kubeconfig::render_user(
+        "kubernetes",
+        &c.url(),
+        &c.ca_pem(),
+        file,
+        "ctx",
+        bootlet::kubeconfig::UserSpec::EmbeddedCert {
+            cert_pem: &cert_pem,
+            key_pem: key.pem(),
+        },
+    )
+    .unwrap();
+    write_file(node.dir.path(), &format!("{file}.conf"), &text)
+}
+
+/// A serving CSR for `key_args` (openssl's `-newkey` words) with `subj` and `sans`, posted with
+/// `kubeconfig`.
+fn post_openssl_csr(
+    node: &Node,
+    kubeconfig: &Path,
+    name: &str,
+    newkey: &[&str],
+    subj: &str,
+    sans: &str,
+    usages: &[&str],
+) -> Run {
+    use base64::Engine;
+    let dir = node.dir.path();
+    let (key, req) = (
+        dir.join(format!("{name}.key")),
+        dir.join(format!("{name}.csr")),
+    );
+    output_ok(
+        Command::new("openssl")
+            .args(["req", "-new", "-newkey"])
+            .args(newkey)
+            .args([
+                "-nodes",
+                "-keyout",
+                s(&key),
+                "-subj",
+                subj,
+                "-multivalue-rdn",
+            ])
+            .args([
+                "-addext",
+                &format!("subjectAltName={sans}"),
+                "-out",
+                s(&req),
+            ]),
+    );
+    let request = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&req).unwrap());
+    let obj = json!({"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+        "metadata": {"name": name}, "spec": {"request": request, "signerName": SERVING_SIGNER, "usages": usages}});
+    let manifest = write_file(dir, &format!("{name}.json"), &obj.to_string());
+    kubectl_with(kubeconfig, dir, &["create", "-f", s(&manifest)])
+}
+
+/// Issue 25's attacks on the approver, on both control planes: a node that rewrote its own Node's
+/// addresses (NodeRestriction lets it), requestors whose node name is a path or a forged log line,
+/// a flood of SANs, two CNs, extra subject attributes, keys and usages; every one is decided with
+/// the check that failed, none stops the approver, and its log stays one line per decision.
+fn a_node_cannot_talk_the_approver_into_what_it_must_not_sign(plane: Plane) {
+    let c = plane.cluster();
+    let _turn = approver_turn();
+    let a = joined_client_only(&c, "trust1.0123456789abcdef", "trust-a");
+    let b = joined_client_only(&c, "trust2.0123456789abcdef", "trust-b");
+    register_node(&a, &[("InternalIP", "10.50.0.1"), ("Hostname", "trust-a")]);
+    register_node(&b, &[("InternalIP", "10.50.0.2"), ("Hostname", "trust-b")]);
+    // The node claims b's address, loopback and a foreign name in its own status.
+    let claimed = json!({"status": {"addresses": [
+        {"type": "InternalIP", "address": "10.50.0.1"}, {"type": "InternalIP", "address": "10.50.0.2"},
+        {"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": "trust-a"},
+        {"type": "InternalDNS", "address": "trust-a.victim.example"}]}});
+    patch_own_status(&c, &a, &claimed);
+    // What the Node authorizer lets a node read: its own Node, not another's, nor a status.
+    a.kubectl(&["get", "node", "trust-a"]).ok();
+    a.kubectl(&["get", "node", "trust-b"])
+        .fails_with(1, "cannot get resource \"nodes\"");
+    a.kubectl(&["get", "nodes"])
+        .fails_with(1, "cannot list resource \"nodes\"");
+    let conf = a.kubelet_conf();
+    let ec = ["ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
+    let serving = ["digital signature", "server auth"];
+    let subj = "/O=system:nodes/CN=system:node:trust-a";
+    let post = |name: &str, newkey: &[&str], subj: &str, sans: &str, usages: &[&str]| {
+        post_openssl_csr(&a, &conf, name, newkey, subj, sans, usages).ok();
+    };
+    post("trust-other-ip", &ec, subj, "IP:10.50.0.2", &serving);
+    post("trust-loopback", &ec, subj, "IP:127.0.0.1", &serving);
+    post(
+        "trust-foreign-dns",
+        &ec,
+        subj,
+        "DNS:trust-a.victim.example",
+        &serving,
+    );
+    post(
+        "trust-two-cn",
+        &ec,
+        "/O=system:nodes/CN=system:node:trust-b/CN=system:node:trust-a",
+        "DNS:trust-a",
+        &serving,
+    );
+    post(
+        "trust-ou",
+        &ec,
+        "/O=system:nodes/OU=system:masters/CN=system:node:trust-a",
+        "DNS:trust-a",
+        &serving,
+    );
+    post(
+        "trust-multi-rdn",
+        &ec,
+        "/O=system:nodes+CN=system:node:trust-a",
+        "DNS:trust-a",
+        &serving,
+    );
+    post("trust-ed25519", &["ed25519"], subj, "DNS:trust-a", &serving);
+    post(
+        "trust-rsa-plain",
+        &["rsa:2048"],
+        subj,
+        "DNS:trust-a,IP:10.50.0.1",
+        &serving,
+    );
+    post(
+        "trust-rsa-ke",
+        &["rsa:2048"],
+        subj,
+        "DNS:trust-a",
+        &["digital signature", "key encipherment", "server auth"],
+    );
+    post(
+        "trust-ec-ke",
+        &ec,
+        subj,
+        "DNS:trust-a",
+        &["digital signature", "key encipherment", "server auth"],
+    );
+    // A flood of SANs, made with bootlet's own CSR builder (openssl's argv would not hold them).
+    {
+        use base64::Engine;
+        let key = bootlet::pki::keys::PrivateKey::generate().unwrap();
+        let names: Vec<String> = (0..52_000).map(|i| format!("trust-a-{i}")).collect();
+        let pem =
+            bootlet::pki::csr::build(&key, "system:node:trust-a", &["system:nodes"], &names, &[])
+                .unwrap();
+        let obj = json!({"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+            "metadata": {"name": "trust-flood"}, "spec": {"request": base64::engine::general_purpose::STANDARD.encode(pem),
+            "signerName": SERVING_SIGNER, "usages": serving}});
+        let manifest = write_file(a.dir.path(), "trust-flood.json", &obj.to_string());
+        a.kubectl(&["create", "-f", s(&manifest)]).ok();
+    }
+    // Requestors whose node name is a path, a query, or a line of the approver's log; each posts
+    // a serving CSR in its own name (NodeRestriction lets it: the CN is its own).
+    let forged_log = "system:node:x\n[approver] Approved CSR trust-forged from system:node:trust-b";
+    for (file, cn) in [
+        ("trust-path", "system:node:trust-b/status"),
+        ("trust-query", "system:node:trust-b?x=1"),
+        ("trust-log", forged_log),
+    ] {
+        use base64::Engine;
+        let id = client_identity(&c, &a, &format!("{file}-id"), cn);
+        let key = bootlet::pki::keys::PrivateKey::generate().unwrap();
+        let dns = ["trust-b".to_string()];
+        let pem = bootlet::pki::csr::build(&key, cn, &["system:nodes"], &dns, &[]).unwrap();
+        let obj = json!({"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+            "metadata": {"name": file}, "spec": {"request": base64::engine::general_purpose::STANDARD.encode(pem),
+            "signerName": SERVING_SIGNER, "usages": serving}});
+        let manifest = write_file(a.dir.path(), &format!("{file}.json"), &obj.to_string());
+        kubectl_with(&id, a.dir.path(), &["create", "-f", s(&manifest)]).ok();
+    }
+    // The text log first (a dry run: what it would decide, one line each), then the decisions.
+    let text = bootlet(&[
+        "approver",
+        "--once",
+        "--dry-run",
+        "--kubeconfig",
+        s(&c.admin_conf()),
+    ]);
+    text.ok();
+    let run = bootlet(&[
+        "approver",
+        "--once",
+        "-o",
+        "json",
+        "--kubeconfig",
+        s(&c.admin_conf()),
+    ]);
+    run.ok();
+    for (csr, want) in [
+        ("trust-other-ip", ("Denied", "AddressInUse")),
+        ("trust-loopback", ("Denied", "SpecialIP")),
+        ("trust-foreign-dns", ("Denied", "DNSName")),
+        ("trust-two-cn", ("Denied", "CommonName")),
+        ("trust-ou", ("Denied", "Subject")),
+        ("trust-multi-rdn", ("Denied", "Subject")),
+        ("trust-ed25519", ("Denied", "KeyType")),
+        ("trust-ec-ke", ("Denied", "Usages")),
+        ("trust-flood", ("Denied", "DNSCount")),
+        ("trust-rsa-plain", ("Approved", "BootletApproved")),
+        ("trust-rsa-ke", ("Approved", "BootletApproved")),
+    ] {
+        let (ty, reason, n) = decision(&c, csr);
+        assert_eq!(
+            (ty.as_str(), reason.as_str(), n),
+            (want.0, want.1, 1),
+            "{csr}\n{}",
+            run.stdout
+        );
+    }
+    let flood = c.get_json(&["csr", "trust-flood"]).unwrap();
+    let message = flood["status"]["conditions"][0]["message"]
+        .as_str()
+        .unwrap();
+    assert!(
+        message.len() <= 1024,
+        "a bounded message: {} bytes",
+        message.len()
+    );
+    // The identities with bad node names: denied without a lookup of what their name says.
+    for file in ["trust-path", "trust-query", "trust-log"] {
+        let (ty, reason, _) = decision(&c, file);
+        assert_eq!(
+            (ty.as_str(), reason.as_str()),
+            ("Denied", "Requestor"),
+            "{file}"
+        );
+    }
+    // What the approver approved, the cluster's signer signs as asked (an RSA key without key
+    // encipherment included).
+    for csr in ["trust-rsa-plain", "trust-rsa-ke"] {
+        eventually(30, || {
+            let obj = c.get_json(&["csr", csr])?;
+            obj["status"]["certificate"].as_str().map(|_| ())
+        });
+        let conds = c.get_json(&["csr", csr]).unwrap()["status"]["conditions"].to_string();
+        assert!(!conds.contains("Failed"), "{csr}: {conds}");
+    }
+    // One line per CSR in the text log; the forged line is not a line of its own.
+    let lines: Vec<&str> = text.stdout.lines().collect();
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("Approved CSR trust-forged") && !l.contains("CSR trust-log")),
+        "a CSR printed a line of its own:\n{}",
+        text.stdout
+    );
+    let about_log = lines.iter().filter(|l| l.contains("trust-forged")).count();
+    assert_eq!(about_log, 1, "{}", text.stdout);
+    assert_has(&text.stdout, "\\n[approver]");
 }

@@ -239,7 +239,8 @@ pub fn table(rows: &[TokenInfo]) -> String {
             },
             r.expires.clone().unwrap_or_else(|| "<never>".into()),
             none(r.usages.join(",")),
-            none(r.description.clone()),
+            // The description is anyone's text: a newline must not make a row of its own.
+            none(crate::output::escape_controls(&r.description)),
             none(r.extra_groups.join(",")),
         ]);
     }

@@ -115,10 +115,12 @@ pub struct ApproverArgs {
     /// At most this many DNS SANs.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub max_dns_names: usize,
-    /// Every DNS SAN must match this regex [default: any DNS-1123 subdomain].
+    /// DNS SANs other than the node's own name must match this regex and start with `<node>.`
+    /// [default: none; the node's name is the only DNS SAN approved].
     #[arg(long, value_name = "REGEX")]
     pub dns_regex: Option<String>,
-    /// Every IP SAN must lie in one of these prefixes [default: any].
+    /// Every IP SAN must lie in one of these prefixes [default: any, but loopback, link-local,
+    /// multicast and unspecified addresses only when a prefix here names them, e.g. 127.0.0.0/8].
     #[arg(long, value_delimiter = ',', value_name = "CIDR,..")]
     pub ip_prefixes: Vec<String>,
     /// The longest expirationSeconds a CSR may request.

@@ -107,6 +107,7 @@ Checks: signer; requestor system:node:<name>; CN = requestor, O = system:nodes; 
   bootlet phase client-csr --workflow renew --force")]
     Phase {
         /// Phase name (see `bootlet graph`).
+        #[arg(value_parser = crate::cli_docs::PhaseName, hide_possible_values = true)]
         name: String,
         /// The workflow the phase belongs to.
         #[arg(long, default_value = "join", value_name = "WORKFLOW")]
@@ -145,9 +146,12 @@ Checks: signer; requestor system:node:<name>; CN = requestor, O = system:nodes; 
         /// Rendering.
         #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
         format: GraphFormat,
-        /// The workflow (join, renew, reset).
-        #[arg(long, default_value = "join", value_name = "WORKFLOW")]
-        workflow: String,
+        /// The workflow (join, renew, reset), as `plan` takes it [default: join].
+        #[arg(value_name = "WORKFLOW", conflicts_with = "workflow_flag")]
+        workflow: Option<String>,
+        /// The same, as a flag.
+        #[arg(long = "workflow", value_name = "WORKFLOW")]
+        workflow_flag: Option<String>,
     },
     /// Print the `sha256:` pin of each CA certificate in a PEM file, for --discovery-token-ca-cert-hash.
     #[command(after_help = "Examples:
@@ -305,6 +309,10 @@ pub struct ClusterArgs {
     /// Directory for --dry-run (kept; reuse it to chain single dry-run phases). Implies --dry-run.
     #[arg(long, value_name = "DIR")]
     pub dry_run_dir: Option<PathBuf>,
+    /// Keep the temporary directory of a --dry-run (its would-be files, throwaway keys included,
+    /// and the report); without it, it is removed at the end.
+    #[arg(long)]
+    pub keep_dry_run_dir: bool,
     /// Phases not to run (e.g. serving-csr: a node with client credentials only).
     #[arg(long, value_delimiter = ',', value_name = "A,B")]
     pub skip_phases: Vec<String>,
@@ -477,6 +485,7 @@ impl ClusterArgs {
             bootstrap_kubeconfig: self.bootstrap_kubeconfig.clone(),
             dry_run: flag(self.dry_run),
             dry_run_dir: self.dry_run_dir.clone(),
+            keep_dry_run_dir: flag(self.keep_dry_run_dir),
             skip_phases: list(&self.skip_phases),
             approval_timeout: self.approval_timeout.clone(),
             api_timeout: self.api_timeout.clone(),

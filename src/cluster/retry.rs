@@ -92,6 +92,16 @@ pub fn timeout_error(after: Duration) -> kube::Error {
 pub fn classify(err: &kube::Error, cluster: &Cluster, req: &Req<'_>) -> Failure {
     let who = cluster.identity();
     match err {
+        kube::Error::Api(status) if status.reason == NOT_A_STATUS => {
+            Failure::Final(not_kubernetes(
+                cluster,
+                req,
+                &format!(
+                    "answered {} with a body that is not a Kubernetes Status",
+                    status.code
+                ),
+            ))
+        }
         kube::Error::Api(status) => {
             let code = status.code;
             let msg = status.message.replace(['\n', '\r'], " ");
@@ -156,10 +166,15 @@ pub fn classify(err: &kube::Error, cluster: &Cluster, req: &Req<'_>) -> Failure 
                     short_tls_reason(&text)
                 )))
             } else if matches!(other, kube::Error::SerdeError(_)) {
-                Failure::Final(Error::invalid(format!(
-                    "the answer to {} {} from {} did not parse as the expected object: {text}",
-                    req.verb,
-                    req.resource,
+                Failure::Final(not_kubernetes(
+                    cluster,
+                    req,
+                    "answered with something that is not a Kubernetes API object",
+                ))
+            } else if text.contains("InvalidContentType") || text.contains("corrupt message") {
+                // Not worth a retry: a server that answers a TLS hello in plain text always will.
+                Failure::Final(Error::untrusted(format!(
+                    "the server at {} does not speak TLS (it answered the TLS handshake in plain text, perhaps HTTP); a Kubernetes API server serves HTTPS: check the endpoint's port (kube-apiserver's is usually 6443)",
                     cluster.server()
                 )))
             } else {
@@ -170,6 +185,19 @@ pub fn classify(err: &kube::Error, cluster: &Cluster, req: &Req<'_>) -> Failure 
             }
         }
     }
+}
+
+/// The reason kube gives an error answer whose body is not a `metav1.Status`.
+const NOT_A_STATUS: &str = "Failed to parse error data";
+
+/// A server that answers, but not as a Kubernetes API server does.
+fn not_kubernetes(cluster: &Cluster, req: &Req<'_>, what: &str) -> Error {
+    Error::invalid(format!(
+        "the server at {} {what} to {} {}: it is not a Kubernetes API server (a web server, a proxy, another service on that port?); check the endpoint: kube-apiserver's host and port (usually 6443)",
+        cluster.server(),
+        req.verb,
+        req.resource
+    ))
 }
 
 fn is_tls_verification_failure(text: &str) -> bool {
@@ -195,7 +223,7 @@ fn short_tls_reason(text: &str) -> String {
 fn hint_401(who: &str) -> &'static str {
     match who {
         "bootstrap token" => {
-            "the token is unknown, expired, lacks usage-bootstrap-authentication, or has an invalid auth-extra-groups entry; create a new one (bootlet phase token && bootlet phase secret, or kubeadm token create)"
+            "the token is unknown, expired, lacks usage-bootstrap-authentication, or has an invalid auth-extra-groups entry; create a new one on the control plane (bootlet token create, or kubeadm token create)"
         }
         "node" => {
             "the node's client certificate is not accepted; delete the node credentials and rerun the join"

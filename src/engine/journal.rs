@@ -84,6 +84,10 @@ pub struct Journal {
     pub node_name: String,
     /// Its layout.
     pub layout: LayoutKind,
+    /// For the Krustlet layout, its data directory as resolved when the node joined (inside the
+    /// root), so that later commands use it whatever `$HOME` says then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub krustlet_data_dir: Option<String>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -107,6 +111,17 @@ fn verify_checksum(text: &str) -> Option<&str> {
     (sum == crate::pki::sha256_hex(body.as_bytes())).then_some(body)
 }
 
+/// `/a/b/c`: absolute, no empty, `.` or `..` component, no trailing slash, no NUL.
+fn is_normal_absolute(path: &str) -> bool {
+    path.strip_prefix('/').is_some_and(|rest| {
+        !rest.is_empty()
+            && !path.contains('\0')
+            && rest
+                .split('/')
+                .all(|c| !c.is_empty() && c != "." && c != "..")
+    })
+}
+
 /// Now as RFC 3339 UTC.
 pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
@@ -122,6 +137,7 @@ impl Journal {
             version: VERSION,
             node_name: node_name.to_string(),
             layout,
+            krustlet_data_dir: None,
             created_at: now.clone(),
             updated_at: now,
             phases: BTreeMap::new(),
@@ -163,12 +179,41 @@ impl Journal {
                 )));
             }
         }
-        toml::from_str(text).map_err(|e| {
+        let journal: Journal = toml::from_str(text).map_err(|e| {
             Error::conflict(format!(
                 "the journal {path_shown} does not have the expected fields ({}); {way_out}",
                 e.message()
             ))
-        })
+        })?;
+        journal.refuse_tampered_paths(path_shown, &way_out)?;
+        Ok(journal)
+    }
+
+    /// A checksum proves only that the text is whole, not who wrote it: every path in it must be
+    /// one bootlet could have written (absolute, normal, no `..`), and every link target a name in
+    /// the link's own directory, or the journal was edited to steer `reset` out of its files.
+    fn refuse_tampered_paths(&self, path_shown: &str, way_out: &str) -> Result<()> {
+        let tampered = |what: &str, value: &str| {
+            Error::conflict(format!(
+                "the journal {path_shown} names {what} {value:?}, which bootlet never writes (a relative, `..` or `.` component): it was edited; {way_out}"
+            ))
+        };
+        for (path, entry) in &self.files {
+            if !is_normal_absolute(path) {
+                return Err(tampered("the file", path));
+            }
+            if let Some(target) = &entry.link
+                && (target.is_empty() || target.contains('/') || target == "." || target == "..")
+            {
+                return Err(tampered("the link target", target));
+            }
+        }
+        if let Some(dir) = &self.krustlet_data_dir
+            && !is_normal_absolute(dir)
+        {
+            return Err(tampered("the Krustlet data directory", dir));
+        }
+        Ok(())
     }
 
     /// TOML text.

@@ -7,6 +7,7 @@ pub mod journal;
 pub mod lock;
 pub mod manifest;
 pub mod parsed_once;
+pub mod recorded_layout;
 pub mod report;
 pub mod runner;
 pub mod world;

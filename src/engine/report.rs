@@ -138,7 +138,7 @@ impl Report {
         serde_json::to_string_pretty(self).unwrap_or_else(|_| "{}".into())
     }
 
-    /// The text rendering of a dry-run report.
+    /// The text rendering of a dry-run report: each phase's outcome, requests and files.
     pub fn render_text(&self) -> String {
         let mut out = String::new();
         if let Some(dir) = &self.dry_run_dir {
@@ -158,9 +158,8 @@ impl Report {
                     format!(": {}", p.reason)
                 }
             ));
-            for a in &p.actions {
-                out.push_str(&format!("    - {a}\n"));
-            }
+            // The actions were printed as they happened, above; the summary adds what the audit
+            // needs beside them: every request and every file.
             for r in &p.requests {
                 out.push_str(&format!(
                     "    {} {} ({} as {}) [{}]\n",

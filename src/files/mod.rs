@@ -13,7 +13,6 @@ mod layout;
 pub use layout::{Layout, LayoutKind, glob_match, host_path, relative_path};
 
 use std::fs::{self, DirBuilder, Permissions};
-use std::io::ErrorKind as IoKind;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 
@@ -85,19 +84,6 @@ pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
             tokio::task::block_in_place(f)
         }
         _ => f(),
-    }
-}
-
-/// Reads `path`, or `None` if it does not exist.
-pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
-    match fs::read(path) {
-        Ok(b) => Ok(Some(b)),
-        Err(e) if e.kind() == IoKind::NotFound => Ok(None),
-        Err(e) if e.kind() == IoKind::IsADirectory => Err(Error::conflict(format!(
-            "{} is a directory where a file was expected; move it away",
-            path.display()
-        ))),
-        Err(e) => Err(Error::io("read", path, e)),
     }
 }
 

@@ -81,6 +81,7 @@ pub async fn obtain_certificate(
         None
     };
     let timeout = cx.settings.approval_timeout;
+    let approving_itself = on_pending.is_some();
     let out = cx.out;
     let created = cx.sent("Created", "Would create");
     let issued = {
@@ -97,6 +98,10 @@ pub async fn obtain_certificate(
                 ),
                 (Progress::Pending, CertKind::Client) => format!(
                     "Waiting up to {} for CSR {name} to be approved and signed (kubelet client CSRs are auto-approved when the bootstrapper bindings exist)",
+                    crate::cluster::csr::humantime(timeout)
+                ),
+                (Progress::Pending, CertKind::Serving) if approving_itself => format!(
+                    "Approving serving CSR {name} with the admin kubeconfig after the approver's checks (--approve-serving); waiting up to {} for it to be signed",
                     crate::cluster::csr::humantime(timeout)
                 ),
                 (Progress::Pending, CertKind::Serving) => format!(

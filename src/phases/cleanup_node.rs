@@ -36,34 +36,52 @@ pub async fn check(cx: &mut Ctx) -> Result<Check> {
     })
 }
 
-/// Removes them.
+/// Removes them, and says so only of what is gone: a removal is done when the phase's files are
+/// flushed, and a read-only filesystem (or anything else) may refuse it.
 pub async fn run(cx: &mut Ctx) -> Result<()> {
-    let verb = if cx.dry_run() {
-        "Would remove"
-    } else {
-        "Removed"
-    };
     // Links before the files they point at, so that no link is ever left dangling.
     let mut present = recorded_present(cx);
     present.sort_by_key(|(p, e)| (e.link.is_none(), p.clone()));
+    let mut removing = Vec::new();
     for (path, _) in present {
         if cx.world.holds_what_bootlet_wrote(&path) {
             cx.world.remove(&path)?;
-            cx.act(format!("{verb} {path}"));
+            removing.push(path);
         } else {
             cx.warn(format!(
                 "left {path} alone: it changed since bootlet wrote it (remove it yourself if it is no longer needed)"
             ));
         }
     }
+    let flushed = cx.world.flush();
+    announce_gone(cx, &removing, "");
+    flushed?;
     if cx.world.retire_journal()? {
-        cx.act(format!("{verb} {}", cx.layout.path("journal")));
+        let journal = cx.layout.path("journal").to_string();
+        announce_gone(cx, &[journal], "");
     }
+    let mut dirs = Vec::new();
     for dir in ["staging", "state"] {
         let dir = cx.layout.path(dir).to_string();
         if cx.world.remove_empty_dir(&dir)? {
-            cx.act(format!("{verb} the directory {dir}"));
+            dirs.push(dir);
         }
     }
-    Ok(())
+    let flushed = cx.world.flush();
+    announce_gone(cx, &dirs, "the directory ");
+    flushed
+}
+
+/// "Removed PATH" for each of `paths` that is gone now ("Would remove" in a dry run, where
+/// nothing under the root goes).
+fn announce_gone(cx: &mut Ctx, paths: &[String], what: &str) {
+    for path in paths {
+        if cx.dry_run() {
+            cx.act(format!("Would remove {what}{path}"));
+        } else if cx.layout.host(path).symlink_metadata().is_err() {
+            // Asked of the disk, not of the world: a removal refused at the flush is still
+            // pending there.
+            cx.act(format!("Removed {what}{path}"));
+        }
+    }
 }

@@ -144,6 +144,12 @@ pub fn installed_cas(cx: &Ctx) -> Result<Vec<Vec<u8>>> {
     Ok(cas)
 }
 
+/// Whether the node holds valid client credentials of its own: then it asks as itself, and no
+/// bootstrap token (nor a bootstrap kubeconfig) is needed.
+pub fn has_own_client_credentials(cx: &Ctx) -> Result<bool> {
+    Ok(matches!(installed_client(cx)?, PairState::Valid(_)))
+}
+
 /// The installed client credentials of the node.
 pub fn installed_client(cx: &Ctx) -> Result<PairState> {
     let cas = installed_cas(cx)?;

@@ -246,9 +246,26 @@ async fn token_discovery(cx: &mut Ctx, endpoint: &str) -> Result<ClusterRecord> 
     record_from(&access, format!("{TOKEN_DISCOVERY} from {endpoint}"))
 }
 
+/// How long the cluster's bootstrap signer may take to sign cluster-info for a token created just
+/// before the join (it reacts to the Secret within a second). Past it, a cluster-info that carries
+/// other tokens' signatures and none for ours proves the signer runs and our token is not one it
+/// signs: waiting cannot help.
+const SIGNER_GRACE: Duration = Duration::from_secs(20);
+
+fn unknown_token(token: &BootstrapToken, others: usize, grace: Duration) -> Error {
+    Error::new(
+        ErrorKind::Timeout,
+        format!(
+            "token id {:?} is not known to this cluster, or has expired, or lacks the signing usage: cluster-info carries signatures for {others} other token(s) and, {} after the first look, none for it; create a new token on the control plane (bootlet token create) and rerun",
+            token.id(),
+            crate::cluster::csr::humantime(grace)
+        ),
+    )
+}
+
 /// Polls cluster-info until it carries a signature for the token, then verifies it. `None` in a
 /// dry-run when no cluster answers. No call outlives `--discovery-timeout`; a long wait says so
-/// about every 10 s.
+/// about every 10 s, and a wait that cannot help ([`SIGNER_GRACE`]) ends early.
 async fn fetch_signed_cluster_info(
     cx: &mut Ctx,
     anonymous: &crate::cluster::Cluster,
@@ -284,7 +301,11 @@ async fn fetch_signed_cluster_info(
                         last = format!(
                             "token id {:?} is invalid for this cluster or it has expired: cluster-info carries no signature for it (it lacks usage-bootstrap-signing, is unknown or expired); create a new token",
                             token.id()
-                        )
+                        );
+                        let others = data.keys().filter(|k| k.starts_with("jws-kubeconfig-")).count();
+                        if others > 0 && tokio::time::Instant::now() >= started + SIGNER_GRACE {
+                            return Err(unknown_token(token, others, SIGNER_GRACE));
+                        }
                     }
                 }
             }

@@ -47,9 +47,10 @@ pub async fn check(cx: &mut Ctx, kind: CertKind) -> Result<Check> {
                 ))
             }
         }
-        PairState::Invalid(why) => {
-            Check::NotDone(format!("the installed {} certificate {why}", kind.stem()))
-        }
+        PairState::Invalid(why) => Check::NotDone(format!(
+            "the installed {} certificate is not usable ({why})",
+            kind.stem()
+        )),
         PairState::Absent if kind == CertKind::Serving => Check::Skip(
             "no serving certificate to renew (joined without one; `bootlet join` adds it)".into(),
         ),
@@ -82,12 +83,12 @@ pub fn client_csr_sender(cx: &mut Ctx, rec: &ClusterRecord) -> Result<crate::clu
     let why = match installed_client(cx)? {
         PairState::Valid(p) => return cx.cluster(&node_access(rec, &p), "node"),
         PairState::Invalid(why) => why,
-        PairState::Absent => "is missing".to_string(),
+        PairState::Absent => "it is missing".to_string(),
     };
     match bootstrap_access(cx)? {
         Some(access) => {
             cx.warn(format!(
-                "the node's client certificate {why}: asking with the bootstrap credentials instead, as the kubelet falls back"
+                "the node's client certificate is not usable ({why}): asking with the bootstrap credentials instead, as the kubelet falls back"
             ));
             let identity = match access.credentials {
                 crate::kubeconfig::Credentials::Token(_) => "bootstrap token",
@@ -96,7 +97,7 @@ pub fn client_csr_sender(cx: &mut Ctx, rec: &ClusterRecord) -> Result<crate::clu
             cx.cluster(&access, identity)
         }
         None => Err(Error::untrusted(format!(
-            "the node's client certificate {why} and there is no bootstrap kubeconfig to fall back to; give one with --bootstrap-kubeconfig FILE, or re-join (`bootlet reset --root {} --force`, then `bootlet join …`)",
+            "the node's client certificate is not usable ({why}) and there is no bootstrap kubeconfig to fall back to; give one with --bootstrap-kubeconfig FILE, or re-join (`bootlet reset --root {} --force`, then `bootlet join …`)",
             cx.settings.root.display()
         ))),
     }

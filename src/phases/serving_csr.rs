@@ -52,7 +52,9 @@ pub async fn check(cx: &mut Ctx) -> Result<Check> {
             format!("the staged serving certificate does not verify: {why}")
         }
         (_, PairState::Invalid(why)) => {
-            format!("the installed serving certificate {why}; a new one is requested")
+            format!(
+                "the installed serving certificate is not usable ({why}); a new one is requested"
+            )
         }
         _ => "no serving certificate yet".into(),
     }))
@@ -110,7 +112,7 @@ async fn approve_own(
         .await?;
     // A dry-run with no cluster: nothing to approve.
     let Some(csr) = csr else { return Ok(()) };
-    let p = policy::Policy::default();
+    let p = own_policy(&csr);
     let decision = match approver::decide(admin, &p, &csr).await? {
         policy::Decision::Wait(_) => match policy::check_request(&p, &csr) {
             Ok(c) => policy::Decision::Approve(policy::approval_message(&c, false)),
@@ -135,6 +137,25 @@ async fn approve_own(
         )),
         policy::Decision::Wait(_) | policy::Decision::Ignore => Ok(()),
     }
+}
+
+/// The approver's default policy, with this node's own IP SANs named as prefixes: the one-shot
+/// join chose them for the machine it runs on (a lab's loopback address among them), which the
+/// approver controller would approve only when its operator names them.
+fn own_policy(
+    csr: &k8s_openapi::api::certificates::v1::CertificateSigningRequest,
+) -> crate::admin::approver::policy::Policy {
+    use crate::admin::approver::policy::{IpPrefix, Policy};
+    let mut p = Policy::default();
+    if let Ok(req) = crate::pki::csr::parse_pem(&csr.spec.request.0) {
+        for ip in &req.ip_addresses {
+            let len = if ip.is_ipv4() { 32 } else { 128 };
+            if let Ok(prefix) = IpPrefix::parse(&format!("{ip}/{len}")) {
+                p.ip_prefixes.push(prefix);
+            }
+        }
+    }
+    p
 }
 
 /// The local address of the route to the API server (a connected UDP socket sends nothing).

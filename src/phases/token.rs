@@ -18,6 +18,13 @@ pub async fn check(cx: &mut Ctx) -> Result<Check> {
         None if cx.settings.bootstrap_kubeconfig.is_some() => {
             Check::Done("the bootstrap kubeconfig carries its own (non-token) credentials".into())
         }
+        // A node that has its own client credentials asks as itself: a token generated now would
+        // be one the cluster never knew, written into a bootstrap kubeconfig nobody can use.
+        None if cx.settings.admin_kubeconfig.is_none()
+            && super::credentials::has_own_client_credentials(cx)? =>
+        {
+            Check::Done("not needed: the node has its own client credentials".into())
+        }
         None => Check::NotDone(
             cx.token_passed_over()
                 .unwrap_or("no token given: one will be generated")

@@ -140,16 +140,16 @@ pub fn verify_issued(
     now: i64,
 ) -> Result<CertInfo> {
     let (_, cert) = X509Certificate::from_der(cert_der)
-        .map_err(|e| Error::untrusted(format!("the issued certificate does not parse: {e}")))?;
+        .map_err(|e| Error::untrusted(format!("the certificate does not parse: {e}")))?;
     let info = CertInfo::from_parsed(&cert);
     if info.spki != key_spki {
         return Err(Error::untrusted(
-            "the issued certificate is for a different key than the one bootlet generated; do not use it, rerun to request a new one",
+            "the certificate is for a different key than the one bootlet generated; do not use it, rerun to request a new one",
         ));
     }
     if info.common_names != [expect.cn] {
         return Err(Error::untrusted(format!(
-            "the issued certificate's CN is {:?}, expected {:?}",
+            "the certificate's CN is {:?}, expected {:?}",
             info.common_names, expect.cn
         )));
     }
@@ -159,7 +159,7 @@ pub fn verify_issued(
     want_orgs.sort();
     if got_orgs != want_orgs {
         return Err(Error::untrusted(format!(
-            "the issued certificate's organizations are {got_orgs:?}, expected {want_orgs:?}"
+            "the certificate's organizations are {got_orgs:?}, expected {want_orgs:?}"
         )));
     }
     let usage_ok = match expect.usage {
@@ -168,7 +168,7 @@ pub fn verify_issued(
     };
     if !usage_ok {
         return Err(Error::untrusted(format!(
-            "the issued certificate lacks the {} extended key usage",
+            "the certificate lacks the {} extended key usage",
             match expect.usage {
                 Usage::Client => "client auth",
                 Usage::Server => "server auth",
@@ -178,23 +178,29 @@ pub fn verify_issued(
     for dns in expect.dns_names {
         if !info.dns_names.contains(dns) {
             return Err(Error::untrusted(format!(
-                "the issued certificate lacks the DNS SAN {dns}"
+                "the certificate lacks the DNS SAN {dns}"
             )));
         }
     }
     for ip in expect.ip_addresses {
         if !info.ip_addresses.contains(ip) {
             return Err(Error::untrusted(format!(
-                "the issued certificate lacks the IP SAN {ip}"
+                "the certificate lacks the IP SAN {ip}"
             )));
         }
     }
     verify_chain(&cert, ca_ders)?;
-    if now < info.not_before || now >= info.not_after {
+    if now >= info.not_after {
         return Err(Error::untrusted(format!(
-            "the issued certificate is not valid now (valid {} to {}); check this machine's clock",
-            fmt_unix(info.not_before),
+            "the certificate expired at {}",
             fmt_unix(info.not_after)
+        )));
+    }
+    if now < info.not_before {
+        return Err(Error::untrusted(format!(
+            "the certificate is not valid until {} (it is {} here); check this machine's clock",
+            fmt_unix(info.not_before),
+            fmt_unix(now)
         )));
     }
     Ok(info)
@@ -213,7 +219,7 @@ fn verify_chain(cert: &X509Certificate<'_>, ca_ders: &[impl AsRef<[u8]>]) -> Res
         }
     }
     Err(Error::untrusted(
-        "the issued certificate does not chain to the cluster CA; the API server may not be the cluster you trust",
+        "the certificate does not chain to the cluster CA; the API server may not be the cluster you trust",
     ))
 }
 

@@ -80,10 +80,92 @@ pub struct CsrInfo {
     pub uris: Vec<String>,
     /// DER SubjectPublicKeyInfo.
     pub spki: Vec<u8>,
-    /// Whether the public key is RSA (the kubelet usage rules differ).
-    pub is_rsa: bool,
+    /// The public key's algorithm and size.
+    pub key: KeyKind,
+    /// Subject attributes other than CN and O (`OU`, `C`, or a dotted OID), in order.
+    pub other_subject_attributes: Vec<String>,
+    /// Whether a relative distinguished name of the subject holds more than one attribute
+    /// (`/O=a+CN=b`).
+    pub multi_valued_rdn: bool,
     /// The DER of the request.
     pub der: Vec<u8>,
+}
+
+/// The kind of public key a request carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyKind {
+    /// RSA with this many bits of modulus.
+    Rsa(usize),
+    /// ECDSA on P-256.
+    EcdsaP256,
+    /// ECDSA on P-384.
+    EcdsaP384,
+    /// Ed25519.
+    Ed25519,
+    /// Anything else: its algorithm OID (and curve OID, if any).
+    Other(String),
+}
+
+impl std::fmt::Display for KeyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyKind::Rsa(bits) => write!(f, "RSA-{bits}"),
+            KeyKind::EcdsaP256 => f.write_str("ECDSA P-256"),
+            KeyKind::EcdsaP384 => f.write_str("ECDSA P-384"),
+            KeyKind::Ed25519 => f.write_str("Ed25519"),
+            KeyKind::Other(oid) => write!(f, "an unsupported key ({oid})"),
+        }
+    }
+}
+
+fn key_kind(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> KeyKind {
+    use x509_parser::oid_registry as oids;
+    use x509_parser::public_key::PublicKey;
+    let alg = &spki.algorithm.algorithm;
+    if *alg == oids::OID_PKCS1_RSAENCRYPTION {
+        return match spki.parsed() {
+            Ok(PublicKey::RSA(rsa)) => KeyKind::Rsa(rsa.key_size()),
+            _ => KeyKind::Other(alg.to_id_string()),
+        };
+    }
+    if *alg == oids::OID_SIG_ED25519 {
+        return KeyKind::Ed25519;
+    }
+    if *alg == oids::OID_KEY_TYPE_EC_PUBLIC_KEY {
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok());
+        return match curve {
+            Some(c) if c == oids::OID_EC_P256 => KeyKind::EcdsaP256,
+            Some(c) if c == oids::OID_NIST_EC_P384 => KeyKind::EcdsaP384,
+            Some(c) => KeyKind::Other(format!("{} on {}", alg.to_id_string(), c.to_id_string())),
+            None => KeyKind::Other(alg.to_id_string()),
+        };
+    }
+    KeyKind::Other(alg.to_id_string())
+}
+
+/// The subject's attributes other than CN and O, and whether any RDN holds several.
+fn subject_shape(subject: &x509_parser::x509::X509Name<'_>) -> (Vec<String>, bool) {
+    use x509_parser::oid_registry as oids;
+    let mut others = Vec::new();
+    let mut multi = false;
+    for rdn in subject.iter() {
+        multi |= rdn.iter().count() > 1;
+        for attr in rdn.iter() {
+            let oid = attr.attr_type();
+            if *oid == oids::OID_X509_COMMON_NAME || *oid == oids::OID_X509_ORGANIZATION_NAME {
+                continue;
+            }
+            let name = x509_parser::objects::oid2abbrev(oid, x509_parser::objects::oid_registry())
+                .map(str::to_string)
+                .unwrap_or_else(|_| oid.to_id_string());
+            others.push(name);
+        }
+    }
+    (others, multi)
 }
 
 impl CsrInfo {
@@ -127,7 +209,11 @@ fn parse_der_with(der: &[u8], verify: bool) -> Result<CsrInfo> {
         it.filter_map(|a| a.as_str().ok().map(str::to_string))
             .collect::<Vec<_>>()
     };
+    let (other_subject_attributes, multi_valued_rdn) = subject_shape(&info.subject);
     let mut out = CsrInfo {
+        key: key_kind(&info.subject_pki),
+        other_subject_attributes,
+        multi_valued_rdn,
         common_names: strings(&mut info.subject.iter_common_name()),
         organizations: strings(&mut info.subject.iter_organization()),
         dns_names: vec![],
@@ -135,8 +221,6 @@ fn parse_der_with(der: &[u8], verify: bool) -> Result<CsrInfo> {
         emails: vec![],
         uris: vec![],
         spki: info.subject_pki.raw.to_vec(),
-        is_rsa: info.subject_pki.algorithm.algorithm
-            == x509_parser::oid_registry::OID_PKCS1_RSAENCRYPTION,
         der: der.to_vec(),
     };
     if let Some(exts) = req.requested_extensions() {
@@ -182,7 +266,7 @@ mod tests {
         assert_eq!(info.dns_names, ["n1"]);
         assert_eq!(info.ip_addresses, ["10.0.0.1".parse::<IpAddr>().unwrap()]);
         assert_eq!(info.spki, k.spki_der());
-        assert!(!info.is_rsa);
+        assert_eq!(info.key, KeyKind::EcdsaP256);
         let usages = ["digital signature", "client auth"];
         let a = digested_name(&k.spki_der(), "system:node:n1", &["system:nodes"], &usages);
         let b = digested_name(&k.spki_der(), "system:node:n1", &["system:nodes"], &usages);

@@ -66,8 +66,17 @@ pub fn options(args: &crate::cli::SandboxArgs) -> Result<SandboxOptions> {
 
 /// Serves until Ctrl-C, printing how to reach the sandbox and join a node to it.
 pub async fn serve(args: crate::cli::SandboxArgs, options: SandboxOptions) -> Result<()> {
+    // Started (its input checked) before the directory is locked: bad input leaves nothing there.
     let sandbox = Sandbox::start(options).await?;
+    let dir_lock = match lock_dir(&args.dir) {
+        Ok(l) => l,
+        Err(e) => {
+            sandbox.shutdown().await;
+            return Err(e);
+        }
+    };
     sandbox.write_files(&args.dir)?;
+    record_holder(&dir_lock, sandbox.url());
     let pin = sandbox.ca_pin()?;
     crate::outln!("bootlet sandbox is serving {}", sandbox.url());
     crate::outln!(
@@ -95,4 +104,54 @@ pub async fn serve(args: crate::cli::SandboxArgs, options: SandboxOptions) -> Re
     sandbox.shutdown().await;
     crate::outln!("bootlet sandbox stopped");
     Ok(())
+}
+
+/// The lock a serving sandbox holds on its `--dir` (`DIR/.sandbox.lock`, flock'd while it runs):
+/// a second sandbox there would overwrite the first one's admin.conf, ca.crt and ca.key and leave
+/// it unreachable.
+fn lock_dir(dir: &std::path::Path) -> Result<std::fs::File> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+    let path = dir.join(".sandbox.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(&path)
+        .map_err(|e| Error::io("open the lock file", &path, e))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(rustix::io::Errno::WOULDBLOCK) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder: String = holder
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect();
+            Err(Error::conflict(format!(
+                "a sandbox already serves from {} ({}); stop it (Ctrl-C) or choose another --dir: its admin.conf, ca.crt and ca.key were left as they are",
+                dir.display(),
+                if holder.is_empty() {
+                    "another process".to_string()
+                } else {
+                    holder
+                }
+            )))
+        }
+        Err(e) => Err(Error::io("lock", &path, e.into())),
+    }
+}
+
+/// Writes who holds the lock (pid and URL), for the message a second sandbox gives.
+fn record_holder(file: &std::fs::File, url: &str) {
+    use std::io::{Seek, Write};
+    let mut f = file;
+    let _ = f.set_len(0);
+    let _ = f.seek(std::io::SeekFrom::Start(0));
+    let _ = write!(f, "pid {} serving {url}", std::process::id());
 }

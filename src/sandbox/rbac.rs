@@ -1,6 +1,6 @@
 //! Authorization: `system:masters` may do anything (kube-apiserver's privileged group), a subset
 //! of the Node authorizer (`plugin/pkg/auth/authorizer/node`: nodes may create and watch CSRs,
-//! read Nodes, write their Node and its status, their Lease in `kube-node-lease`, and events;
+//! read their own Node, write Nodes and their status, their Lease in `kube-node-lease`, and events;
 //! NodeRestriction admission then holds each node to its own objects, see `nodes.rs`), and RBAC
 //! over the stored Roles, ClusterRoles and bindings. Also the default bootstrap policy objects a fresh
 //! cluster has (`plugin/pkg/auth/authorizer/rbac/bootstrappolicy/policy.go`) and the ones
@@ -135,12 +135,24 @@ fn node_authorizer_allows(user: &UserInfo, a: &Attributes) -> bool {
         ("certificates.k8s.io", "certificatesigningrequests", "") => {
             matches!(a.verb.as_str(), "create" | "get" | "list" | "watch")
         }
-        ("", "nodes", "" | "status") => match a.verb.as_str() {
-            "create" | "get" | "list" | "watch" => true,
-            "update" | "patch" | "delete" => a.name == node,
+        // authorizeNode: a node writes Node objects (NodeRestriction keeps it to its own) and reads
+        // only its own (a list or watch names it by a metadata.name field selector); of the
+        // status it may update or patch, not read; deleting is not a node's.
+        ("", "nodes", "") => match a.verb.as_str() {
+            "create" | "update" | "patch" => true,
+            "get" | "list" | "watch" => a.name == node,
             _ => false,
         },
-        ("coordination.k8s.io", "leases", "") => a.namespace == NODE_LEASE_NAMESPACE,
+        ("", "nodes", "status") => matches!(a.verb.as_str(), "update" | "patch"),
+        // authorizeLease: its own Lease in kube-node-lease (create names none yet).
+        ("coordination.k8s.io", "leases", "") => {
+            a.namespace == NODE_LEASE_NAMESPACE
+                && match a.verb.as_str() {
+                    "create" => true,
+                    "get" | "update" | "patch" | "delete" => a.name == node,
+                    _ => false,
+                }
+        }
         ("", "events", "") | ("events.k8s.io", "events", "") => {
             matches!(a.verb.as_str(), "create" | "update" | "patch")
         }

@@ -195,7 +195,7 @@ pub async fn handle(
                 resource: target.def.plural.into(),
                 subresource: target.subresource.clone(),
                 namespace: target.namespace.clone(),
-                name: target.name.clone(),
+                name: request_name(&target.name, verb, &query),
                 path: path.clone(),
             };
             if !authorized(&state, &user, &attrs) {
@@ -310,6 +310,29 @@ fn non_resource(state: &State, user: &UserInfo, path: &str) -> Response<Body> {
         Some(doc) => json_response(StatusCode::OK, &doc),
         None => no_such_path(),
     }
+}
+
+/// The name authorization sees (`requestinfo.go`): the path's, or for a list or watch the name a
+/// `metadata.name` field selector requires.
+fn request_name(
+    path_name: &str,
+    verb: &str,
+    query: &std::collections::BTreeMap<String, String>,
+) -> String {
+    if !path_name.is_empty() || !matches!(verb, "list" | "watch") {
+        return path_name.to_string();
+    }
+    query
+        .get("fieldSelector")
+        .and_then(|sel| {
+            sel.split(',').find_map(|req| {
+                let req = req.trim();
+                req.strip_prefix("metadata.name==")
+                    .or_else(|| req.strip_prefix("metadata.name="))
+                    .map(str::to_string)
+            })
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -1,14 +1,17 @@
 //! HTTPS serving: TLS with optional client certificates (verified against the sandbox CA, so that
 //! certificate, token and anonymous clients share one port), HTTP/1.1 and HTTP/2, and the limits a
 //! real server has against abuse: a cap on connections served at once (more are closed as they
-//! arrive, never queued), a TLS handshake timeout and a header-read timeout, and an accept loop
-//! that backs off when the process runs out of file descriptors instead of spinning.
+//! arrive, never queued), a TLS handshake timeout, a header-read timeout, an idle timeout (a
+//! connection with no request in flight is closed), and an accept loop that backs off when the
+//! process runs out of file descriptors instead of spinning.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::server::WebPkiClientVerifier;
@@ -138,13 +141,20 @@ pub async fn serve(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, s
                 .and_then(|c| CertInfo::parse(c).ok());
             let peer = Arc::new(peer);
             let service_state = state.clone();
+            let activity = Arc::new(Activity::new());
+            let service_activity = activity.clone();
             let service = hyper::service::service_fn(move |req| {
                 let state = service_state.clone();
                 let peer = peer.clone();
+                let guard = InFlight::begin(service_activity.clone());
                 async move {
-                    Ok::<_, Infallible>(
-                        super::router::handle(state, peer.as_ref().as_ref(), req).await,
-                    )
+                    let res = super::router::handle(state, peer.as_ref().as_ref(), req).await;
+                    Ok::<_, Infallible>(res.map(|body| {
+                        Body::new(Tracked {
+                            inner: body,
+                            _guard: guard,
+                        })
+                    }))
                 }
             });
             let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -152,8 +162,99 @@ pub async fn serve(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, s
                 .http1()
                 .timer(TokioTimer::new())
                 .header_read_timeout(state.options.header_read_timeout);
-            let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+            tokio::select! {
+                _ = builder.serve_connection(TokioIo::new(tls), service) => {}
+                _ = activity.idle_for(state.options.idle_timeout) => {}
+            }
         });
+    }
+}
+
+type Body = super::http::Body;
+
+/// What one connection is doing: requests in flight (a response counts until its body has been
+/// sent or dropped, so a watch counts while it lasts) and when the last one ended.
+struct Activity {
+    in_flight: AtomicUsize,
+    /// Milliseconds since `start` when the connection last went idle.
+    idle_since_ms: AtomicU64,
+    start: Instant,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            in_flight: AtomicUsize::new(0),
+            idle_since_ms: AtomicU64::new(0),
+            start: Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    /// Returns once the connection has had no request in flight for `idle`.
+    async fn idle_for(&self, idle: Duration) {
+        let idle_ms = idle.as_millis() as u64;
+        loop {
+            let quiet = self.in_flight.load(Ordering::Acquire) == 0;
+            let since = self.idle_since_ms.load(Ordering::Acquire);
+            let now = self.now_ms();
+            if quiet && now.saturating_sub(since) >= idle_ms {
+                return;
+            }
+            let left = if quiet {
+                idle_ms - (now - since)
+            } else {
+                idle_ms
+            };
+            tokio::time::sleep(Duration::from_millis(left.clamp(50, 1000))).await;
+        }
+    }
+}
+
+/// A request in flight on a connection, until dropped (with the response body it rides in).
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn begin(activity: Arc<Activity>) -> InFlight {
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(activity)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let a = &self.0;
+        a.idle_since_ms.store(a.now_ms(), Ordering::Release);
+        a.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that holds its request's [`InFlight`] until hyper is done with it.
+struct Tracked {
+    inner: Body,
+    _guard: InFlight,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<std::result::Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -43,6 +43,10 @@ pub struct SandboxOptions {
     pub handshake_timeout: Duration,
     /// How long a client may take to send a request's headers.
     pub header_read_timeout: Duration,
+    /// How long a connection may sit with no request in flight (a watch counts until it ends)
+    /// before it is closed: connections that finish the TLS handshake, or send HTTP/2's preface,
+    /// and then say nothing must not hold the connection cap.
+    pub idle_timeout: Duration,
 }
 
 impl Default for SandboxOptions {
@@ -62,6 +66,7 @@ impl Default for SandboxOptions {
             max_connections: 1024,
             handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(30),
         }
     }
 }

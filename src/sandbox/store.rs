@@ -3,7 +3,7 @@
 //! resourceVersion (older ones get 410 Gone, as from etcd compaction).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -14,6 +14,15 @@ use tokio::sync::{broadcast, mpsc};
 /// the client relists, as from kube-apiserver's watch cache (`--default-watch-cache-size`, 100 per
 /// resource there). Each event holds its object, so this bounds the sandbox's memory in a storm.
 pub const HISTORY: usize = 4_096;
+
+/// The most bytes of objects (as JSON) the history keeps: a node patching its own status with
+/// large objects would otherwise hold 4,096 of them. Past it, the oldest events go (410 Gone for a
+/// watch from before them), as the watch cache's capacity bounds kube-apiserver.
+pub const HISTORY_BYTES: usize = 8 * 1024 * 1024;
+
+/// How many events a watch pinned to one object may have waiting; a watcher that lets more pile
+/// up is dropped (its watch ends and the client resumes), as kube-apiserver ends slow watchers.
+pub const NAMED_QUEUE: usize = 8;
 
 /// (resource plural, namespace or "", name).
 pub type Key = (String, String, String);
@@ -34,6 +43,8 @@ pub struct Event {
     /// The object after the change (before, for deletions). Shared: every watch receives every
     /// event, and a deep copy per watch would make a storm quadratic in memory traffic.
     pub object: Arc<Value>,
+    /// The object's size as JSON, for the history's byte budget.
+    pub size: usize,
 }
 
 /// The store.
@@ -45,19 +56,26 @@ pub struct Store {
     /// Events are shared between the history, the broadcast and the pinned watches: one
     /// allocation per change, and a channel slot of one pointer.
     history: VecDeque<Arc<Event>>,
-    tx: broadcast::Sender<Arc<Event>>,
+    /// The JSON bytes of the objects the history holds.
+    history_bytes: usize,
+    /// Whether the history has dropped events (an older resourceVersion is then 410 Gone).
+    history_trimmed: bool,
+    /// Every event, to the controllers and the unpinned watches: weak, so that what the history
+    /// has let go (its byte budget) is not held by the channel's ring as well; a receiver that
+    /// finds an event gone has fallen behind.
+    tx: broadcast::Sender<Weak<Event>>,
     /// Watches pinned to one object (`fieldSelector=metadata.name=…`, how a node waits for its
     /// CSR), by (resource, name): they hear only that object's events. Through the broadcast,
     /// a thousand waiting nodes would each wake for every node's events.
-    named: HashMap<(String, String), Vec<mpsc::UnboundedSender<Arc<Event>>>>,
+    named: HashMap<(String, String), Vec<mpsc::Sender<Arc<Event>>>>,
 }
 
 /// What a watch hears: every event of the store, or only one object's.
 pub enum Subscription {
     /// Every event (filtered by the watch).
-    All(broadcast::Receiver<Arc<Event>>),
+    All(broadcast::Receiver<Weak<Event>>),
     /// The events of one object.
-    Named(mpsc::UnboundedReceiver<Arc<Event>>),
+    Named(mpsc::Receiver<Arc<Event>>),
 }
 
 impl Subscription {
@@ -65,7 +83,7 @@ impl Subscription {
     /// its last resourceVersion) or the store is gone.
     pub async fn recv(&mut self) -> Option<Arc<Event>> {
         match self {
-            Subscription::All(rx) => rx.recv().await.ok(),
+            Subscription::All(rx) => rx.recv().await.ok()?.upgrade(),
             Subscription::Named(rx) => rx.recv().await,
         }
     }
@@ -88,6 +106,11 @@ pub enum StoreError {
 pub const MAX_OBJECT_BYTES: usize = 1536 * 1024;
 
 fn too_large(obj: &Value) -> bool {
+    json_size(obj) > MAX_OBJECT_BYTES
+}
+
+/// The bytes `obj` serializes to as JSON, counted without keeping them.
+fn json_size(obj: &Value) -> usize {
     /// Counts the bytes the object serializes to without keeping them: every write is measured.
     struct Counted(usize);
     impl std::io::Write for Counted {
@@ -100,7 +123,8 @@ fn too_large(obj: &Value) -> bool {
         }
     }
     let mut counted = Counted(0);
-    serde_json::to_writer(&mut counted, obj).is_ok() && counted.0 > MAX_OBJECT_BYTES
+    let _ = serde_json::to_writer(&mut counted, obj);
+    counted.0
 }
 
 /// RFC 3339 seconds, as Kubernetes writes timestamps.
@@ -141,6 +165,8 @@ impl Store {
             rv: 1,
             objects: BTreeMap::new(),
             history: VecDeque::new(),
+            history_bytes: 0,
+            history_trimmed: false,
             tx,
             named: HashMap::new(),
         }
@@ -152,7 +178,7 @@ impl Store {
     }
 
     /// Subscribes to every future event (the controllers).
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Weak<Event>> {
         self.tx.subscribe()
     }
 
@@ -161,7 +187,7 @@ impl Store {
         match name {
             None => Subscription::All(self.tx.subscribe()),
             Some(name) => {
-                let (tx, rx) = mpsc::unbounded_channel();
+                let (tx, rx) = mpsc::channel(NAMED_QUEUE);
                 self.named
                     .entry((resource.to_string(), name.to_string()))
                     .or_default()
@@ -183,7 +209,7 @@ impl Store {
     ) -> Option<Vec<Arc<Event>>> {
         if let Some(oldest) = self.history.front()
             && rv + 1 < oldest.rv
-            && self.history.len() >= HISTORY
+            && self.history_trimmed
         {
             return None;
         }
@@ -249,20 +275,29 @@ impl Store {
             resource: resource.into(),
             namespace: ns.into(),
             name,
+            size: json_size(&object),
             object,
         });
+        self.history_bytes += ev.size;
         self.history.push_back(ev.clone());
-        if self.history.len() > HISTORY {
-            self.history.pop_front();
+        while self.history.len() > HISTORY
+            || (self.history_bytes > HISTORY_BYTES && self.history.len() > 1)
+        {
+            let Some(old) = self.history.pop_front() else {
+                break;
+            };
+            self.history_bytes -= old.size;
+            self.history_trimmed = true;
         }
         let key = (ev.resource.clone(), ev.name.clone());
         if let Some(watchers) = self.named.get_mut(&key) {
-            watchers.retain(|w| w.send(ev.clone()).is_ok());
+            // A full queue is a watcher that does not read: it is dropped, not waited for.
+            watchers.retain(|w| w.try_send(ev.clone()).is_ok());
             if watchers.is_empty() {
                 self.named.remove(&key);
             }
         }
-        let _ = self.tx.send(ev);
+        let _ = self.tx.send(Arc::downgrade(&ev));
     }
 
     fn next_rv(&mut self) -> u64 {

@@ -60,6 +60,22 @@ fn event_matches(ev: &Event, t: &Target, sel: &Selectors) -> bool {
         && sel.matches(&ev.object)
 }
 
+/// How long a watch waits for its client to take a line before ending the watch (kube-apiserver
+/// ends watchers that do not keep up, and their clients resume from their last resourceVersion).
+pub const SLOW_WATCHER: Duration = Duration::from_secs(10);
+
+/// Sends a line, or gives up on a client that has not read for [`SLOW_WATCHER`]: `false` ends the
+/// watch.
+async fn send_or_drop(
+    tx: &tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    line: Bytes,
+) -> bool {
+    matches!(
+        tokio::time::timeout(SLOW_WATCHER, tx.send(Ok(line))).await,
+        Ok(Ok(()))
+    )
+}
+
 /// Serves a watch of `t` with `query` (selectors already validated in `sel`).
 pub fn serve(
     state: Arc<State>,
@@ -70,7 +86,9 @@ pub fn serve(
 ) -> Response<Body> {
     // Lines, not frames: a channel allocates its slots 32 at a time, and a frame is two and a
     // half times the size of a line (it may hold trailers).
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(256);
+    // Few lines in flight: a client that stops reading holds at most these (and the socket's
+    // buffers), and one that does not take a line within SLOW_WATCHER is dropped.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     let t = Target {
         subresource: String::new(),
         ..t.clone()
@@ -161,7 +179,7 @@ pub fn serve(
                     Some(ev) => {
                         if ev.rv <= last_rv { continue; }
                         last_rv = ev.rv;
-                        if event_matches(&ev, &t, &sel) && tx.send(Ok(enc.line(&t, ev.kind, &ev.object, ev.rv, &mut first))).await.is_err() {
+                        if event_matches(&ev, &t, &sel) && !send_or_drop(&tx, enc.line(&t, ev.kind, &ev.object, ev.rv, &mut first)).await {
                             return;
                         }
                     }

@@ -53,6 +53,19 @@ fn log(opts: &Options, csr: &CertificateSigningRequest, decision: &Decision) {
         Decision::Wait(m) => ("waiting", None, m.clone()),
         Decision::Ignore => return,
     };
+    log_line(opts, &name, &requestor, verb, check, &message);
+}
+
+/// One decision (or error) as a line: JSON, or text in which everything quoted from the CSR has
+/// its control characters escaped, so no CSR can print a line of its own.
+fn log_line(
+    opts: &Options,
+    name: &str,
+    requestor: &str,
+    verb: &str,
+    check: Option<&str>,
+    message: &str,
+) {
     if opts.json {
         let line = json!({"time": crate::engine::journal::now_rfc3339(), "csr": name, "requestor": requestor,
             "decision": verb, "check": check, "message": message, "dry_run": opts.dry_run});
@@ -63,12 +76,15 @@ fn log(opts: &Options, csr: &CertificateSigningRequest, decision: &Decision) {
         } else {
             ""
         };
+        let escape = crate::output::escape_controls;
+        let (requestor, message) = (escape(requestor), escape(message));
         let what = match check {
             Some(c) => format!("{c}: {message}"),
             None => message,
         };
         let shown = match verb {
             "waiting" => format!("[approver] Waiting on CSR {name} from {requestor}: {what}"),
+            "skipped" => format!("[approver] Skipped CSR {name} from {requestor} for now: {what}"),
             _ => format!(
                 "[approver] {prefix}{} CSR {name} from {requestor}: {what}",
                 capitalized(verb)
@@ -87,12 +103,41 @@ fn capitalized(s: &str) -> String {
         .unwrap_or_default()
 }
 
-/// The Node a serving CSR is for, or `None` when it does not exist.
+/// The Node a serving CSR is for, or `None` when it does not exist. `name` is a valid node name
+/// ([`policy::check_request`] checked it), and kube builds the path from it.
 async fn get_node(cluster: &Cluster, name: &str) -> Result<Option<Node>> {
     cluster.get_cluster("nodes", name).await
 }
 
-/// The full decision for `csr`: its own checks, then its Node's addresses.
+/// Every Node, page by page: the other Nodes' addresses a SAN must not be among.
+async fn list_nodes(cluster: &Cluster) -> Result<Vec<Node>> {
+    let api: Api<Node> = Api::all(cluster.client().clone());
+    let mut nodes = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut lp = ListParams::default().limit(500);
+        if let Some(t) = &token {
+            lp = lp.continue_token(t);
+        }
+        let page = cluster
+            .read(
+                Cluster::req("list", "nodes", "GET", api.resource_url().to_string(), None),
+                || {
+                    let (api, lp) = (api.clone(), lp.clone());
+                    async move { api.list(&lp).await.map(Some) }
+                },
+            )
+            .await?
+            .ok_or_else(|| Error::new(ErrorKind::Unavailable, "the Node list came back empty"))?;
+        nodes.extend(page.items);
+        token = page.metadata.continue_.filter(|t| !t.is_empty());
+        if token.is_none() {
+            return Ok(nodes);
+        }
+    }
+}
+
+/// The full decision for `csr`: its own checks, then its Node's addresses and the other Nodes'.
 pub async fn decide(
     cluster: &Cluster,
     policy: &Policy,
@@ -102,8 +147,11 @@ pub async fn decide(
         Ok(c) => c,
         Err(d) => return Ok(d),
     };
-    let node = get_node(cluster, &candidate.node).await?;
-    Ok(policy::check_node(policy, &candidate, node.as_ref()))
+    let Some(node) = get_node(cluster, &candidate.node).await? else {
+        return Ok(policy::check_node(policy, &candidate, None, &[]));
+    };
+    let others = list_nodes(cluster).await?;
+    Ok(policy::check_node(policy, &candidate, Some(&node), &others))
 }
 
 /// Writes `decision` onto the CSR through `/approval`; `false` when the CSR changed meanwhile
@@ -163,7 +211,31 @@ pub async fn write_decision(
 }
 
 /// Decides one CSR (if this replica leads) and writes and logs the decision.
+/// Decides one CSR; an error (the API refusing a write, a Node lookup failing) never stops the
+/// controller: the CSR is said to be skipped, once, and looked at again with those waiting.
 async fn handle(
+    cluster: &Cluster,
+    opts: &Options,
+    leadership: &Leadership,
+    csr: &CertificateSigningRequest,
+    waiting: &mut BTreeMap<String, CertificateSigningRequest>,
+) {
+    let Err(e) = decide_and_write(cluster, opts, leadership, csr, waiting).await else {
+        return;
+    };
+    let name = csr.metadata.name.clone().unwrap_or_default();
+    if waiting.insert(name.clone(), csr.clone()).is_none() {
+        let requestor = csr.spec.username.clone().unwrap_or_default();
+        let why = format!(
+            "{}; it is looked at again every {}s",
+            e.message(),
+            opts.recheck.as_secs()
+        );
+        log_line(opts, &name, &requestor, "skipped", None, &why);
+    }
+}
+
+async fn decide_and_write(
     cluster: &Cluster,
     opts: &Options,
     leadership: &Leadership,
@@ -272,7 +344,7 @@ pub async fn run(cluster: Cluster, opts: Options) -> Result<()> {
     'relist: loop {
         let (items, mut rv) = list(&cluster).await?;
         for csr in &items {
-            handle(&cluster, &opts, &leadership, csr, &mut waiting).await?;
+            handle(&cluster, &opts, &leadership, csr, &mut waiting).await;
         }
         if opts.once {
             return Ok(());
@@ -306,7 +378,7 @@ pub async fn run(cluster: Cluster, opts: Options) -> Result<()> {
                         was_leader = leader;
                         let pending: Vec<CertificateSigningRequest> = waiting.values().cloned().collect();
                         for csr in &pending {
-                            handle(&cluster, &opts, &leadership, csr, &mut waiting).await?;
+                            handle(&cluster, &opts, &leadership, csr, &mut waiting).await;
                         }
                         continue;
                     }
@@ -318,7 +390,7 @@ pub async fn run(cluster: Cluster, opts: Options) -> Result<()> {
                         if let Some(v) = &csr.metadata.resource_version {
                             rv = v.clone();
                         }
-                        handle(&cluster, &opts, &leadership, &csr, &mut waiting).await?;
+                        handle(&cluster, &opts, &leadership, &csr, &mut waiting).await;
                     }
                     Some(Ok(WatchEvent::Deleted(csr))) => {
                         if let Some(v) = &csr.metadata.resource_version {

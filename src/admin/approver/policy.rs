@@ -1,5 +1,6 @@
 //! What the approver signs off: every check kubelet-csr-approver documents, each explicit and
-//! named, plus one it lacks (the SANs must be among the Node's own addresses). A node that gets
+//! named, plus those it lacks (the requestor's node name, every CN, the subject's shape, the key
+//! type, special addresses, and the SANs among the Node's own addresses and no other Node's). A node that gets
 //! any SAN signed can impersonate any host, which is why Kubernetes never auto-approves
 //! `kubernetes.io/kubelet-serving` CSRs.
 
@@ -10,7 +11,7 @@ use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::Node;
 
 use crate::error::{Error, Result};
-use crate::pki::csr::CsrInfo;
+use crate::pki::csr::{CsrInfo, KeyKind};
 
 /// The signer this approver decides for.
 pub const SIGNER: &str = "kubernetes.io/kubelet-serving";
@@ -71,8 +72,9 @@ impl std::fmt::Display for IpPrefix {
 pub struct Policy {
     /// At most this many DNS SANs.
     pub max_dns_names: usize,
-    /// Every DNS SAN must match it.
-    pub dns_regex: regex::Regex,
+    /// DNS SANs other than the node's own name must match it (and start with `<node>.`); without
+    /// it, the node's name is the only DNS SAN allowed.
+    pub dns_regex: Option<regex::Regex>,
     /// Every IP SAN must be inside one of them.
     pub ip_prefixes: Vec<IpPrefix>,
     /// The longest `expirationSeconds` a CSR may ask for.
@@ -81,15 +83,21 @@ pub struct Policy {
     pub require_node: bool,
 }
 
-/// A DNS-1123 subdomain: the default `--dns-regex`.
-pub const DEFAULT_DNS_REGEX: &str =
+/// A DNS-1123 subdomain (`k8s.io/apimachinery/pkg/util/validation` `IsDNS1123Subdomain`): what a
+/// node name must be, checked before a name from a CSR's requestor is looked up.
+pub const DNS1123_SUBDOMAIN: &str =
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
+/// The longest a denial or approval message may be: a condition's message rides in the
+/// `/approval` update, and an unbounded one (a CSR with 52,000 SANs) exceeds the API server's
+/// request limit.
+pub const MAX_MESSAGE: usize = 1024;
 
 impl Default for Policy {
     fn default() -> Self {
         Policy {
             max_dns_names: 1,
-            dns_regex: regex::Regex::new(DEFAULT_DNS_REGEX).expect("valid regex"),
+            dns_regex: None,
             ip_prefixes: vec![
                 IpPrefix::parse("0.0.0.0/0").expect("prefix"),
                 IpPrefix::parse("::/0").expect("prefix"),
@@ -122,7 +130,7 @@ pub enum Decision {
 /// A serving CSR that passed the checks of its own content: what the Node check needs.
 #[derive(Debug, Clone)]
 pub struct Candidate {
-    /// The node it is for.
+    /// The node it is for (a valid node name).
     pub node: String,
     /// DNS SANs.
     pub dns: Vec<String>,
@@ -130,10 +138,36 @@ pub struct Candidate {
     pub ips: Vec<IpAddr>,
 }
 
+/// `text` cut to [`MAX_MESSAGE`] bytes at a character boundary.
+pub fn bounded(text: String) -> String {
+    if text.len() <= MAX_MESSAGE {
+        return text;
+    }
+    let mut end = MAX_MESSAGE - 3;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
+}
+
+/// `value` quoted with every control character escaped (so a log line or condition quoting it is
+/// one line that says what it says), cut to 256 bytes.
+pub fn quoted(value: &str) -> String {
+    let q = format!("{value:?}");
+    if q.len() <= 256 {
+        return q;
+    }
+    let mut end = 250;
+    while !q.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...\"", &q[..end])
+}
+
 fn deny(check: &'static str, message: impl Into<String>) -> Decision {
     Decision::Deny {
         check,
-        message: message.into(),
+        message: bounded(message.into()),
     }
 }
 
@@ -148,65 +182,137 @@ fn decided(csr: &CertificateSigningRequest) -> bool {
             })
 }
 
-/// The checks of the CSR itself, in kubelet-csr-approver's order.
-pub fn check_request(
-    policy: &Policy,
-    csr: &CertificateSigningRequest,
-) -> std::result::Result<Candidate, Decision> {
-    let spec = &csr.spec;
-    if spec.signer_name != SIGNER || decided(csr) {
-        return Err(Decision::Ignore);
-    }
-    let username = spec.username.clone().unwrap_or_default();
-    let Some(node) = username
-        .strip_prefix("system:node:")
-        .filter(|n| !n.is_empty())
-    else {
+/// The node name a requestor stands for, if it is a node with a valid name.
+fn requesting_node(username: &str) -> std::result::Result<&str, Decision> {
+    let Some(node) = username.strip_prefix("system:node:") else {
         return Err(deny(
             "Requestor",
-            format!("the requestor {username:?} is not a node (system:node:<name>)"),
+            format!(
+                "the requestor {} is not a node (system:node:<name>)",
+                quoted(username)
+            ),
         ));
     };
-    let req: CsrInfo = match crate::pki::csr::parse_pem(&spec.request.0) {
-        Ok(r) => r,
-        Err(e) => {
-            return Err(deny(
-                "Request",
-                format!("spec.request is not a valid CSR: {}", e.message()),
-            ));
-        }
-    };
+    let valid = node.len() <= 253
+        && regex::Regex::new(DNS1123_SUBDOMAIN)
+            .expect("valid regex")
+            .is_match(node);
+    if !valid {
+        return Err(deny(
+            "Requestor",
+            format!(
+                "the requestor's node name {} is not a valid node name (a DNS-1123 subdomain)",
+                quoted(node)
+            ),
+        ));
+    }
+    Ok(node)
+}
+
+/// The subject: one CN, the requestor's; O exactly system:nodes; nothing else (the signer copies
+/// the subject, and Go's x509 keeps only the last CN).
+fn check_subject(req: &CsrInfo, username: &str) -> std::result::Result<(), Decision> {
+    if req.common_names.len() != 1 {
+        return Err(deny(
+            "CommonName",
+            format!(
+                "the subject has {} common names; exactly one is allowed (the signer would keep only the last)",
+                req.common_names.len()
+            ),
+        ));
+    }
     if req.cn() != username {
         return Err(deny(
             "CommonName",
             format!(
-                "the subject CN {:?} is not the requestor {username:?}",
-                req.cn()
+                "the subject CN {} is not the requestor {}",
+                quoted(req.cn()),
+                quoted(username)
+            ),
+        ));
+    }
+    if req.multi_valued_rdn || !req.other_subject_attributes.is_empty() {
+        let extra = req.other_subject_attributes.join(", ");
+        return Err(deny(
+            "Subject",
+            format!(
+                "the subject may hold only CN and O, one per RDN; it has {}",
+                if extra.is_empty() {
+                    "a multi-valued RDN".to_string()
+                } else {
+                    quoted(&extra)
+                }
             ),
         ));
     }
     if req.organizations != ["system:nodes"] {
+        let orgs: Vec<String> = req.organizations.iter().map(|o| quoted(o)).collect();
         return Err(deny(
             "Organization",
             format!(
-                "the subject O {:?} is not exactly [\"system:nodes\"]",
-                req.organizations
+                "the subject O [{}] is not exactly [\"system:nodes\"]",
+                orgs.join(", ")
             ),
         ));
     }
-    let mut usages: Vec<&str> = spec.usages.iter().flatten().map(String::as_str).collect();
-    usages.sort();
+    Ok(())
+}
+
+/// Keys a kubelet makes and every TLS client of the kubelet takes: RSA of 2048 bits or more,
+/// ECDSA P-256 or P-384. With an RSA key, key encipherment may be asked for; with ECDSA it is
+/// meaningless and refused.
+fn check_key_and_usages(req: &CsrInfo, usages: &[String]) -> std::result::Result<(), Decision> {
+    let rsa = match &req.key {
+        KeyKind::Rsa(bits) if *bits >= 2048 => true,
+        KeyKind::EcdsaP256 | KeyKind::EcdsaP384 => false,
+        other => {
+            return Err(deny(
+                "KeyType",
+                format!(
+                    "the key is {other}; only RSA (2048 bits or more) and ECDSA P-256 or P-384 keys are approved"
+                ),
+            ));
+        }
+    };
+    let mut sorted: Vec<&str> = usages.iter().map(String::as_str).collect();
+    sorted.sort();
     let plain = ["digital signature", "server auth"];
     let with_ke = ["digital signature", "key encipherment", "server auth"];
-    let usage_ok = usages == plain || (req.is_rsa && usages == with_ke);
-    if !usage_ok {
+    if !(sorted == plain || (rsa && sorted == with_ke)) {
+        let shown: Vec<String> = sorted.iter().take(8).map(|u| quoted(u)).collect();
         return Err(deny(
             "Usages",
             format!(
-                "usages {usages:?} are not exactly [digital signature, server auth] (key encipherment is allowed for RSA keys only)"
+                "usages [{}] are not exactly [digital signature, server auth] (key encipherment is allowed for RSA keys only)",
+                shown.join(", ")
             ),
         ));
     }
+    Ok(())
+}
+
+/// Addresses no node may have a serving certificate for unless the operator's prefixes name them
+/// explicitly (a prefix longer than /0 that contains them): loopback, unspecified, link-local,
+/// multicast and broadcast.
+fn special(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v) => {
+            v.is_loopback()
+                || v.is_unspecified()
+                || v.is_link_local()
+                || v.is_multicast()
+                || v.is_broadcast()
+        }
+        IpAddr::V6(v) => {
+            v.is_loopback()
+                || v.is_unspecified()
+                || v.is_multicast()
+                || (v.segments()[0] & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+fn check_sans(policy: &Policy, req: &CsrInfo, node: &str) -> std::result::Result<(), Decision> {
     if !req.emails.is_empty() || !req.uris.is_empty() {
         return Err(deny(
             "ForbiddenSAN",
@@ -223,39 +329,93 @@ pub fn check_request(
         return Err(deny(
             "DNSCount",
             format!(
-                "{} DNS names {:?}; at most {} allowed (--max-dns-names)",
+                "{} DNS names; at most {} allowed (--max-dns-names)",
                 req.dns_names.len(),
-                req.dns_names,
                 policy.max_dns_names
             ),
         ));
     }
     for d in &req.dns_names {
-        if !policy.dns_regex.is_match(d) {
+        if d == node {
+            continue;
+        }
+        let Some(re) = &policy.dns_regex else {
+            return Err(deny(
+                "DNSName",
+                format!(
+                    "DNS name {} is not the node's name {}; other names need --dns-regex",
+                    quoted(d),
+                    quoted(node)
+                ),
+            ));
+        };
+        if !re.is_match(d) {
             return Err(deny(
                 "DNSRegex",
                 format!(
-                    "DNS name {d:?} does not match --dns-regex {}",
-                    policy.dns_regex.as_str()
+                    "DNS name {} does not match --dns-regex {}",
+                    quoted(d),
+                    re.as_str()
                 ),
             ));
         }
-        if d != node && !d.starts_with(&format!("{node}.")) {
+        if !d.starts_with(&format!("{node}.")) {
             return Err(deny(
                 "DNSPrefix",
-                format!("DNS name {d:?} does not start with the node name {node:?}"),
+                format!(
+                    "DNS name {} does not start with the node name {}",
+                    quoted(d),
+                    quoted(node)
+                ),
             ));
         }
     }
     for ip in &req.ip_addresses {
-        if !policy.ip_prefixes.iter().any(|p| p.contains(ip)) {
+        let inside: Vec<&IpPrefix> = policy
+            .ip_prefixes
+            .iter()
+            .filter(|p| p.contains(ip))
+            .collect();
+        if inside.is_empty() {
             let allowed: Vec<String> = policy.ip_prefixes.iter().map(|p| p.to_string()).collect();
             return Err(deny(
                 "IPPrefix",
                 format!("IP {ip} is outside --ip-prefixes [{}]", allowed.join(", ")),
             ));
         }
+        if special(ip) && inside.iter().all(|p| p.len == 0) {
+            return Err(deny(
+                "SpecialIP",
+                format!(
+                    "IP {ip} is a loopback, unspecified, link-local, multicast or broadcast address; approve it only by naming its prefix in --ip-prefixes"
+                ),
+            ));
+        }
     }
+    Ok(())
+}
+
+/// The checks of the CSR itself, in kubelet-csr-approver's order, and those it lacks (the
+/// requestor's node name, every CN, the subject's shape, the key).
+pub fn check_request(
+    policy: &Policy,
+    csr: &CertificateSigningRequest,
+) -> std::result::Result<Candidate, Decision> {
+    let spec = &csr.spec;
+    if spec.signer_name != SIGNER || decided(csr) {
+        return Err(Decision::Ignore);
+    }
+    let username = spec.username.clone().unwrap_or_default();
+    let node = requesting_node(&username)?;
+    let req: CsrInfo = crate::pki::csr::parse_pem(&spec.request.0).map_err(|e| {
+        deny(
+            "Request",
+            format!("spec.request is not a valid CSR: {}", e.message()),
+        )
+    })?;
+    check_subject(&req, &username)?;
+    check_key_and_usages(&req, spec.usages.as_deref().unwrap_or_default())?;
+    check_sans(policy, &req, node)?;
     if let Some(secs) = spec.expiration_seconds
         && secs as u64 > policy.max_expiration.as_secs()
     {
@@ -274,49 +434,88 @@ pub fn check_request(
     })
 }
 
-/// The check beyond kubelet-csr-approver's: every SAN is one of the Node's own addresses.
-/// `node` is `None` when the Node does not exist.
-pub fn check_node(policy: &Policy, c: &Candidate, node: Option<&Node>) -> Decision {
+/// Whether `address` (of `kinds`) is among `node`'s status addresses.
+fn lists(node: &Node, kinds: &[&str], matches: impl Fn(&str) -> bool) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.addresses.as_ref())
+        .is_some_and(|addrs| {
+            addrs
+                .iter()
+                .any(|a| kinds.contains(&a.type_.as_str()) && matches(&a.address))
+        })
+}
+
+fn same_ip(address: &str, ip: &IpAddr) -> bool {
+    address.parse::<IpAddr>().ok() == Some(*ip)
+}
+
+const DNS_KINDS: [&str; 3] = ["Hostname", "InternalDNS", "ExternalDNS"];
+const IP_KINDS: [&str; 3] = ["InternalIP", "ExternalIP", "Hostname"];
+
+/// The checks against the cluster's Nodes. A Node's addresses are what its kubelet reported, and a
+/// node may patch its own status (NodeRestriction allows it), so they are never the authority
+/// alone: every SAN must be among the node's own addresses *and* inside the policy (checked
+/// before), *and* no other Node may list it. `node` is `None` when the Node does not exist.
+pub fn check_node(
+    policy: &Policy,
+    c: &Candidate,
+    node: Option<&Node>,
+    others: &[Node],
+) -> Decision {
     let Some(node) = node else {
         return if policy.require_node {
             deny(
                 "NodeMissing",
-                format!("Node {:?} does not exist (--require-node)", c.node),
+                format!("Node {} does not exist (--require-node)", quoted(&c.node)),
             )
         } else {
             Decision::Wait(format!(
-                "Node {:?} has not registered yet; the CSR stays pending until it does",
-                c.node
+                "Node {} has not registered yet; the CSR stays pending until it does",
+                quoted(&c.node)
             ))
         };
     };
-    let addresses = node
-        .status
-        .as_ref()
-        .and_then(|s| s.addresses.as_ref())
-        .cloned()
-        .unwrap_or_default();
     for d in &c.dns {
-        let known = addresses.iter().any(|a| {
-            matches!(a.type_.as_str(), "Hostname" | "InternalDNS" | "ExternalDNS")
-                && a.address == *d
-        });
-        if !known {
+        if !lists(node, &DNS_KINDS, |a| a == d) {
             return deny(
                 "NodeAddresses",
-                format!("DNS name {d:?} is not among Node {:?}'s addresses", c.node),
+                format!(
+                    "DNS name {} is not among Node {}'s addresses",
+                    quoted(d),
+                    quoted(&c.node)
+                ),
             );
         }
     }
     for ip in &c.ips {
-        let known = addresses.iter().any(|a| {
-            matches!(a.type_.as_str(), "InternalIP" | "ExternalIP" | "Hostname")
-                && a.address.parse::<IpAddr>().ok() == Some(*ip)
-        });
-        if !known {
+        if !lists(node, &IP_KINDS, |a| same_ip(a, ip)) {
             return deny(
                 "NodeAddresses",
-                format!("IP {ip} is not among Node {:?}'s addresses", c.node),
+                format!("IP {ip} is not among Node {}'s addresses", quoted(&c.node)),
+            );
+        }
+    }
+    for other in others {
+        let name = other.metadata.name.as_deref().unwrap_or_default();
+        if name == c.node {
+            continue;
+        }
+        let claimed = c
+            .dns
+            .iter()
+            .find(|d| lists(other, &DNS_KINDS, |a| a == d.as_str()))
+            .map(|d| format!("DNS name {}", quoted(d)))
+            .or_else(|| {
+                c.ips
+                    .iter()
+                    .find(|ip| lists(other, &IP_KINDS, |a| same_ip(a, ip)))
+                    .map(|ip| format!("IP {ip}"))
+            });
+        if let Some(what) = claimed {
+            return deny(
+                "AddressInUse",
+                format!("{what} is also an address of Node {}", quoted(name)),
             );
         }
     }
@@ -331,15 +530,15 @@ pub fn approval_message(c: &Candidate, node_checked: bool) -> String {
         .cloned()
         .chain(c.ips.iter().map(|i| i.to_string()))
         .collect();
-    format!(
-        "Approved by bootlet approver: requestor, subject, usages, SANs [{}]{} checked",
+    bounded(format!(
+        "Approved by bootlet approver: requestor, subject, key, usages, SANs [{}]{} checked",
         sans.join(", "),
         if node_checked {
-            " and the Node's addresses"
+            " and the Node's addresses (its own, no other Node's)"
         } else {
             ""
         }
-    )
+    ))
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! The least RBAC the approver needs, as YAML that `kubectl apply -f -` takes: read CSRs and
-//! Nodes, update CSR approval, `approve` on the kubelet-serving signer only, and (for
+//! Nodes (get its own, list the others' addresses), update CSR approval, `approve` on the kubelet-serving signer only, and (for
 //! `--leader-elect`) its own Lease in its namespace.
 
 /// The manifests for a service account `namespace/name`, its Lease named `lease`.
@@ -29,7 +29,7 @@ rules:
   verbs: ["approve"]
 - apiGroups: [""]
   resources: ["nodes"]
-  verbs: ["get"]
+  verbs: ["get", "list"]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding

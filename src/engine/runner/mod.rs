@@ -138,16 +138,20 @@ async fn run(
         return Err(graph.unknown(p));
     }
     let mut settings = settings;
+    super::recorded_layout::adopt(&mut settings)?;
     let layout = settings.file_layout()?;
     // Everything local is read and checked before anything is written: bad input leaves no
     // trace under the root (nor a dry-run directory behind). Confinement comes first, so that
     // nothing (not even the journal) is read through a planted link.
     let chained_dry_dir = settings.dry_run_dir.clone().filter(|d| d.is_dir());
-    let fresh = || Journal::new(&settings.node_name, settings.layout);
+    let fresh = || fresh_journal(&settings);
     let probe = World::new(layout.clone(), chained_dry_dir.clone(), fresh());
     probe.check_confined()?;
     let journal = read_journal(&probe, &mut settings)?;
     validate_node_name(&settings.node_name)?;
+    // The report names the node and layout the journal says this root holds.
+    report.node_name = settings.node_name.clone();
+    report.layout = settings.layout.name().into();
     let probe = World::new(layout.clone(), chained_dry_dir, journal.clone());
     let mut cx = Ctx::new(settings, layout.clone(), probe, out, graph.clone());
     validate_inputs(&mut cx)?;
@@ -385,8 +389,17 @@ fn read_journal(world: &World, settings: &mut Settings) -> Result<Journal> {
             j.check_intent(&settings.node_name, settings.layout, &shown)?;
             Ok(j)
         }
-        None => Ok(Journal::new(&settings.node_name, settings.layout)),
+        None => Ok(fresh_journal(settings)),
     }
+}
+
+/// The journal a first run starts, recording what later commands need to find the node's files.
+fn fresh_journal(settings: &Settings) -> Journal {
+    let mut j = Journal::new(&settings.node_name, settings.layout);
+    if settings.layout == crate::files::LayoutKind::Krustlet {
+        j.krustlet_data_dir = Some(settings.krustlet_data_dir.clone());
+    }
+    j
 }
 
 /// Parses every local input this run was given (token, kubeconfig files), so that bad input

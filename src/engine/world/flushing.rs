@@ -115,10 +115,12 @@ impl World {
             let inside = match removal {
                 Removal::File(inside) => {
                     confined::remove(root, &inside)?;
+                    self.record_removal(&inside, "");
                     inside
                 }
                 Removal::Dir(inside) => {
                     confined::remove_dir(root, &inside)?;
+                    self.record_removal(&inside, "dir");
                     inside
                 }
             };

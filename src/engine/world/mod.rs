@@ -349,12 +349,13 @@ impl World {
             self.dry_removed.insert(inside.to_string());
             let root = self.write_root();
             confined::remove(&root, inside)?;
+            self.record_removal(inside, "");
         } else {
+            // Recorded in the report when it is done (`flush`), not when it is asked for.
             self.pending_removed.insert(inside.to_string());
             self.deferred_removals
                 .push(Removal::File(inside.to_string()));
         }
-        self.record_removal(inside, "");
         Ok(true)
     }
 
@@ -411,8 +412,8 @@ impl World {
                 .push(Removal::Dir(inside.to_string()));
         } else {
             self.dry_removed.insert(inside.to_string());
+            self.record_removal(inside, "dir");
         }
-        self.record_removal(inside, "dir");
         Ok(true)
     }
 
@@ -424,7 +425,7 @@ impl World {
     }
 
     /// Records a removal in the phase's report (`mode` "dir" for a directory).
-    fn record_removal(&mut self, inside: &str, mode: &str) {
+    pub(super) fn record_removal(&mut self, inside: &str, mode: &str) {
         self.records.push(FileRecord {
             path: inside.to_string(),
             kind: "removed".into(),

@@ -3,7 +3,7 @@
 //! recorded content); anything else is named as planted or changed outside bootlet.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::World;
@@ -89,9 +89,47 @@ impl World {
         if self.layout.is_tracked_state(inside) {
             return self.read_state(inside);
         }
-        match self.read_host_path(inside) {
-            Some(p) => files::read_optional(&p),
+        self.read_in_root(inside)
+    }
+
+    /// Reads a file that is not bootlet's state: confined to the root, following one link at its
+    /// end (a `-current.pem` link, bootlet's or the kubelet's) only when it leads to a regular
+    /// file inside the root. A link out of the root is refused by name, never read.
+    fn read_in_root(&self, inside: &str) -> Result<Option<Vec<u8>>> {
+        let Some(root) = self.root_to_read(inside) else {
+            return Ok(None);
+        };
+        let shown = || files::host_path(root.path(), inside).display().to_string();
+        let Some((bytes, meta)) = confined::read_nofollow(root, inside)? else {
+            return Ok(None);
+        };
+        if meta.is_file {
+            return Ok(Some(bytes));
+        }
+        if !meta.is_symlink {
+            return Err(Error::conflict(format!(
+                "{} is not a regular file (a directory where a file was expected?); move it away",
+                shown()
+            )));
+        }
+        let target = std::fs::read_link(files::host_path(root.path(), inside))
+            .map_err(|e| Error::io("read the link", Path::new(&shown()), e))?;
+        let Some(resolved) = link_target_inside(root.path(), inside, &target) else {
+            return Err(Error::conflict(format!(
+                "{} is a link to {}, outside --root {}: bootlet reads nothing outside the root; remove the link, then rerun (a join or renew writes it again)",
+                shown(),
+                target.display(),
+                root.path().display()
+            )));
+        };
+        match confined::read_nofollow(root, &resolved)? {
             None => Ok(None),
+            Some((bytes, meta)) if meta.is_file => Ok(Some(bytes)),
+            Some(_) => Err(Error::conflict(format!(
+                "{} is a link to {}, which is not a regular file (a link to a link?); remove the link, then rerun",
+                shown(),
+                target.display()
+            ))),
         }
     }
 
@@ -280,4 +318,34 @@ impl World {
                 .is_some_and(|b| entry.vouches_for(&crate::pki::sha256_hex(&b))),
         }
     }
+}
+
+/// Where the link at `inside` (under `root` on the host) leads, as a path inside the root, if it
+/// stays inside: a relative target from the link's directory, an absolute one as the host reads it
+/// (the kubelet writes absolute targets), `..` never above the root.
+pub fn link_target_inside(root: &Path, inside: &str, target: &Path) -> Option<String> {
+    use std::path::Component;
+    let mut parts: Vec<String> = Vec::new();
+    let rest: &Path = if target.is_absolute() {
+        target.strip_prefix(root).ok()?
+    } else {
+        let dir = inside.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+        parts.extend(
+            dir.split('/')
+                .filter(|c| !c.is_empty() && *c != ".")
+                .map(String::from),
+        );
+        target
+    };
+    for c in rest.components() {
+        match c {
+            Component::Normal(n) => parts.push(n.to_str()?.to_string()),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                parts.pop()?;
+            }
+            Component::RootDir | Component::Prefix(_) => {}
+        }
+    }
+    (!parts.is_empty()).then(|| format!("/{}", parts.join("/")))
 }

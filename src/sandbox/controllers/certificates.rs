@@ -123,13 +123,11 @@ fn usage_set(u: &[String]) -> BTreeSet<&str> {
 }
 
 /// The usages must equal the set with key encipherment, or (for non-RSA keys) the set without.
-fn usages_match(
-    set: &BTreeSet<&str>,
-    with_ke: &BTreeSet<&str>,
-    without: &BTreeSet<&str>,
-    is_rsa: bool,
-) -> bool {
-    set == with_ke || (set == without && !is_rsa)
+/// `kubeletServingRequiredUsages.Equal(usages) || kubeletServingRequiredUsagesNoRSA.Equal(usages)`
+/// (and the client's): either set is accepted for any key; the "NoRSA" set is named for the keys
+/// that need it, not checked against the key.
+fn usages_match(set: &BTreeSet<&str>, with_ke: &BTreeSet<&str>, without: &BTreeSet<&str>) -> bool {
+    set == with_ke || set == without
 }
 
 /// `ValidateKubeletClientCSR`.
@@ -157,7 +155,7 @@ pub fn validate_kubelet_client(req: &CsrInfo, usages: &[String]) -> Result<(), S
         .into_iter()
         .collect();
     let without = ["client auth", "digital signature"].into_iter().collect();
-    if !usages_match(&set, &with_ke, &without, req.is_rsa) {
+    if !usages_match(&set, &with_ke, &without) {
         return Err("usages did not match [client auth digital signature key encipherment]".into());
     }
     Ok(())
@@ -182,7 +180,7 @@ pub fn validate_kubelet_serving(req: &CsrInfo, usages: &[String]) -> Result<(), 
         .into_iter()
         .collect();
     let without = ["digital signature", "server auth"].into_iter().collect();
-    if !usages_match(&set, &with_ke, &without, req.is_rsa) {
+    if !usages_match(&set, &with_ke, &without) {
         return Err("usages did not match [digital signature key encipherment server auth]".into());
     }
     if !req.cn().starts_with("system:node:") {

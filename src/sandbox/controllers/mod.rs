@@ -95,14 +95,15 @@ pub async fn run(state: Arc<State>) {
                     requeue.settle(&name, outcome);
                 }
             }
-            ev = events.recv() => match ev {
-                Ok(ev) => {
+            ev = events.recv() => match ev.map(|weak| weak.upgrade()) {
+                Ok(Some(ev)) => {
                     if react(&state, &ev, &mut requeue) {
                         expiry = next_expiry_at(&state);
                     }
                 }
-                // Missed events: look at everything, as an informer resync would.
-                Err(RecvError::Lagged(_)) => {
+                // Missed events (or one the history has already let go): look at everything, as
+                // an informer resync would.
+                Ok(None) | Err(RecvError::Lagged(_)) => {
                     resync_all(&state, &mut requeue);
                     expiry = next_expiry_at(&state);
                 }
