@@ -33,6 +33,9 @@ pub struct Credential {
     pub residual_seconds: i64,
     /// When bootlet (and the kubelet) would rotate it, RFC 3339; none for the CA.
     pub rotation_deadline: Option<String>,
+    /// Who rotates it: `kubelet` when the installed KubeletConfiguration says the kubelet does
+    /// (`bootlet renew` then leaves it alone while it verifies), else `bootlet`; none for the CA.
+    pub rotated_by: Option<String>,
     /// Whether it verifies now: chains to the cluster CA, matches its key, the right identity,
     /// within its validity.
     pub verifies: bool,
@@ -94,6 +97,10 @@ fn row(cx: &Ctx, kind: CertKind) -> Result<Option<Credential>> {
         PairState::Absent => Some("its key is missing".into()),
     };
     let deadline = crate::pki::rotation::rotation_deadline(&info);
+    let by_kubelet = crate::phases::renewal::kubelet_rotates(cx, kind).is_some();
+    // `renew --watch` wakes at bootlet's deadlines; for a certificate the kubelet rotates, only at
+    // its expiry (when a kubelet that did not rotate it leaves bootlet to renew it).
+    let watch_at = if by_kubelet { info.not_after } else { deadline };
     Ok(Some(Credential {
         name: kind.stem().into(),
         path,
@@ -101,9 +108,10 @@ fn row(cx: &Ctx, kind: CertKind) -> Result<Option<Credential>> {
         not_after: fmt_unix(info.not_after),
         residual_seconds: info.not_after - now_unix(),
         rotation_deadline: Some(fmt_unix(deadline)),
+        rotated_by: Some(if by_kubelet { "kubelet" } else { "bootlet" }.into()),
         verifies: problem.is_none(),
         problem,
-        deadline_unix: Some(deadline),
+        deadline_unix: Some(watch_at),
     }))
 }
 
@@ -127,6 +135,7 @@ fn ca_row(cx: &Ctx) -> Result<Option<Credential>> {
         not_after: fmt_unix(info.not_after),
         residual_seconds: info.not_after - now_unix(),
         rotation_deadline: None,
+        rotated_by: None,
         verifies: !expired,
         problem: expired.then(|| "the cluster CA has expired".to_string()),
         deadline_unix: None,
@@ -162,16 +171,17 @@ pub fn residual(seconds: i64) -> String {
 
 fn table(rows: &[Credential]) -> String {
     let mut out = format!(
-        "{:<9} {:<22} {:<9} {:<22} {:<9} {}\n",
-        "CERT", "EXPIRES", "RESIDUAL", "ROTATION DUE", "VERIFIES", "PATH (SUBJECT)"
+        "{:<9} {:<22} {:<9} {:<22} {:<11} {:<9} {}\n",
+        "CERT", "EXPIRES", "RESIDUAL", "ROTATION DUE", "ROTATED BY", "VERIFIES", "PATH (SUBJECT)"
     );
     for r in rows {
         out.push_str(&format!(
-            "{:<9} {:<22} {:<9} {:<22} {:<9} {} ({})\n",
+            "{:<9} {:<22} {:<9} {:<22} {:<11} {:<9} {} ({})\n",
             r.name,
             r.not_after,
             residual(r.residual_seconds),
             r.rotation_deadline.as_deref().unwrap_or("-"),
+            r.rotated_by.as_deref().unwrap_or("-"),
             if r.verifies { "yes" } else { "no" },
             r.path,
             r.subject

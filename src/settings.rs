@@ -95,6 +95,8 @@ pub struct Options {
     pub keep_token: Option<bool>,
     /// Approve this node's serving CSR with the admin kubeconfig.
     pub approve_serving: Option<bool>,
+    /// The container runtime endpoint.
+    pub cri_socket: Option<String>,
     /// Output format.
     pub output: Option<OutputFormat>,
 }
@@ -135,7 +137,7 @@ impl Options {
             discovery_file, discovery_token_ca_cert_hash, discovery_token_unsafe_skip_ca_verification,
             discovery_timeout, dry_run, dry_run_dir, keep_dry_run_dir, skip_phases, ignore_preflight_errors,
             approval_timeout, api_timeout, keep_bootstrap_kubeconfig, new_token, keep_token,
-            approve_serving, output);
+            approve_serving, cri_socket, output);
         self
     }
 }
@@ -219,8 +221,27 @@ pub struct Settings {
     pub keep_token: bool,
     /// Approve this node's serving CSR with the admin kubeconfig (the approver's checks).
     pub approve_serving: bool,
+    /// The kubelet's container runtime endpoint (`unix:///…`).
+    pub cri_socket: String,
     /// Output format.
     pub output: OutputFormat,
+}
+
+/// kubeadm's default container runtime endpoint (containerd's socket).
+pub const DEFAULT_CRI_SOCKET: &str = "unix:///var/run/containerd/containerd.sock";
+
+/// `--cri-socket`: a `unix://` URL, or an absolute socket path (made one), as kubeadm takes it.
+fn cri_endpoint(given: Option<&str>) -> Result<String> {
+    let Some(text) = given.map(str::trim) else {
+        return Ok(DEFAULT_CRI_SOCKET.to_string());
+    };
+    let path = text.strip_prefix("unix://").unwrap_or(text);
+    if !path.starts_with('/') || path.contains(char::is_whitespace) || path.contains('"') {
+        return Err(Error::usage(format!(
+            "--cri-socket {text:?} is not a unix socket endpoint; give one like {DEFAULT_CRI_SOCKET} or /run/containerd/containerd.sock"
+        )));
+    }
+    Ok(format!("unix://{path}"))
 }
 
 /// Go's longest `time.Duration` (2^63-1 ns): what kubeadm, the kubelet and the API server take,
@@ -456,6 +477,7 @@ impl Settings {
             new_token,
             keep_token: o.keep_token.unwrap_or(false),
             approve_serving: o.approve_serving.unwrap_or(false),
+            cri_socket: cri_endpoint(o.cri_socket.as_deref())?,
             output: o.output.unwrap_or_default(),
         })
     }

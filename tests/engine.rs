@@ -372,12 +372,28 @@ fn offline_dry_run_writes_everything_aside_reports_it_and_leaks_nothing() {
     assert_eq!(names, JOIN_PHASES);
     let mut seen_files = 0;
     let mut requests = Vec::new();
+    // The audit shows the hand-off reading the cluster's kubelet configuration (issue 26), here
+    // with no cluster to answer: synthesized, and labelled so.
+    let kubelet_config = report["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "kubelet-config")
+        .unwrap();
+    let read = &kubelet_config["requests"][0];
+    assert_eq!(
+        (read["method"].as_str(), read["path"].as_str()),
+        (
+            Some("GET"),
+            Some("/api/v1/namespaces/kube-system/configmaps/kubelet-config")
+        ),
+        "{kubelet_config}"
+    );
+    assert_has(read["outcome"].as_str().unwrap(), "synthesized");
     for p in report["phases"].as_array().unwrap() {
         assert!(p["status"].is_string());
         for req in p["requests"].as_array().unwrap() {
-            assert!(
-                req["method"].is_string() && req["path"].as_str().unwrap().starts_with("/apis/")
-            );
+            assert!(req["method"].is_string() && req["path"].as_str().unwrap().starts_with("/api"));
             assert_ne!(req["outcome"], "sent", "a dry-run sent a mutating request");
             requests.push(req.clone());
         }
@@ -415,8 +431,8 @@ fn offline_dry_run_writes_everything_aside_reports_it_and_leaks_nothing() {
     );
     assert_eq!(
         requests.len(),
-        2,
-        "two CSR creates, both withheld: {requests:?}"
+        3,
+        "two CSR creates, both withheld, and the kubelet-config read: {requests:?}"
     );
     let kubelet_conf = dir.join("etc/kubernetes/kubelet.conf");
     assert_eq!(mode(&kubelet_conf), 0o600);
@@ -742,4 +758,102 @@ fn single_dry_run_phases_chain_through_one_dry_run_dir() {
     );
     assert_eq!(access.server, "https://127.0.0.1:1");
     assert!(!node.exists(), "the real root was never touched");
+}
+
+/// Issue 26: kubeadm's machine checks for the kubelet the join hands off to, named and ignorable
+/// as kubeadm's are. They look at the running machine, so they apply to `--root /` only, which
+/// `plan` can show without side effects.
+#[test]
+fn the_machine_checks_for_the_kubelet_are_named_and_ignorable() {
+    let r = root();
+    let discovery = offline_discovery_file(r.path());
+    let sock = r.path().join("cri.sock");
+    let cri = format!("unix://{}", sock.display());
+    // Run directly, not through the harness: its leak scan reads every file under --root.
+    let plan_in = |root: &str, extra: &[&str]| {
+        use std::io::Write;
+        let mut child = std::process::Command::new(bin())
+            .args([
+                "plan",
+                "--root",
+                root,
+                "--node-name",
+                "checks-1",
+                "--token-file",
+                "-",
+            ])
+            .args(["--discovery-file", s(&discovery)])
+            .args(extra)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(TOKEN.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let run = Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        leak_scan(&run, &[], &[TOKEN]);
+        assert_eq!(
+            run.code,
+            0,
+            "plan changes nothing and says what would stop the run: {}",
+            run.all()
+        );
+        run
+    };
+    let plan = |extra: &[&str]| plan_in("/", extra);
+    let forwarding = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
+    let healthz = std::net::TcpListener::bind(("127.0.0.1", 10248));
+    let missing = plan(&["--cri-socket", &cri]);
+    assert_has(
+        &missing.stdout,
+        "[ERROR CRI]: the container runtime at unix://",
+    );
+    assert_has(&missing.stdout, "--cri-socket");
+    assert_has(&missing.stdout, "[ERROR Port-10248]");
+    if forwarding.trim() != "1" {
+        assert_has(
+            &missing.stdout,
+            "[ERROR FileContent--proc-sys-net-ipv4-ip_forward]",
+        );
+    }
+    let _runtime = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let answering = plan(&["--cri-socket", &cri]);
+    assert_lacks(&answering.stdout, "[ERROR CRI]");
+    let ignored = plan(&[
+        "--cri-socket",
+        &cri,
+        "--ignore-preflight-errors",
+        "Port-10248,FileContent--proc-sys-net-ipv4-ip_forward",
+    ]);
+    assert_lacks(&ignored.stdout, "[ERROR");
+    // Not a kubelet hand-off, or not this machine: the kubelet's checks do not apply.
+    for extra in [
+        &["--skip-phases", "kubelet-config"][..],
+        &[
+            "--layout",
+            "krustlet",
+            "--krustlet-data-dir",
+            "/tmp/bootlet-checks-k",
+        ][..],
+    ] {
+        let other = plan(&[&["--cri-socket", "unix:///nonexistent.sock"][..], extra].concat());
+        assert_lacks(&other.stdout, "[ERROR CRI]");
+        assert_lacks(&other.stdout, "[ERROR Port-10248]");
+    }
+    let image = plan_in(
+        s(&r.path().join("image")),
+        &["--cri-socket", "unix:///nonexistent.sock"],
+    );
+    assert_lacks(&image.stdout, "[ERROR CRI]");
+    drop(healthz);
 }

@@ -177,12 +177,19 @@ fn split_roles_the_admin_prepares_and_the_node_joins_with_only_the_bootstrap_kub
     run.ok();
     assert_has(&run.stdout, "[token] already done");
     assert!(run.stdout.contains("[secret] skipped"));
-    // API economy: create + watch for each certificate, nothing else.
+    // API economy: create + watch for each certificate, and the node's read of the cluster's
+    // kubelet configuration (kubeadm's kubelet-config ConfigMap), nothing else.
     let c = sb.sb().counters();
     let node_side = sb.requests_by("system:bootstrap:")
         + sb.requests_by("system:node:edge-7")
         + sb.requests_by("anonymous");
-    assert_eq!(node_side, 4, "node-side requests: {c:?}");
+    assert_eq!(node_side, 5, "node-side requests: {c:?}");
+    let node_verbs = c
+        .iter()
+        .find(|(u, _)| u.starts_with("system:node:"))
+        .unwrap()
+        .1;
+    assert_eq!(node_verbs.get("get"), Some(&1), "{node_verbs:?}");
     for who in ["system:bootstrap:", "system:node:edge-7"] {
         let verbs = c.iter().find(|(u, _)| u.starts_with(who)).unwrap().1;
         assert_eq!(

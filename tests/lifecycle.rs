@@ -207,7 +207,16 @@ fn a_client_only_join_sends_no_serving_csr_and_a_later_join_adds_it() {
 
 #[test]
 fn renew_before_the_deadline_changes_nothing_and_sends_nothing() {
-    let (sb, node) = joined_year("ren001.0123456789abcdef", "calm-1");
+    // A node whose rotation is bootlet's (no kubelet configuration handed off); with one, the
+    // kubelet rotates and renew stands aside (tests/kubelet.rs).
+    let sb = sandbox(true, YEAR);
+    let (node, run) = join(
+        &sb,
+        "ren001.0123456789abcdef",
+        "calm-1",
+        &["--skip-phases", "kubelet-config"],
+    );
+    run.ok();
     let before = inodes(&node.root);
     let requests = sb.requests_by("");
     let plan = bootlet(&["plan", "renew", "--root", s(&node.root)]);
@@ -473,7 +482,14 @@ fn sigkill_during_renew_always_leaves_a_usable_node() {
 #[test]
 fn renew_watch_renews_two_minute_certificates_and_stops_on_sigterm() {
     let sb = sandbox(true, Duration::from_secs(120));
-    let (node, run) = join(&sb, "watch1.0123456789abcdef", "watch-1", &[]);
+    // Without a kubelet configuration handed off, bootlet owns rotation (with one, the kubelet
+    // does, and the watch only repairs what expired: tests/kubelet.rs).
+    let (node, run) = join(
+        &sb,
+        "watch1.0123456789abcdef",
+        "watch-1",
+        &["--skip-phases", "kubelet-config"],
+    );
     run.ok();
     let mut child = std::process::Command::new(bin())
         .args(["renew", "--watch", "--root", s(&node.root)])

@@ -558,13 +558,15 @@ fn kubelet_config_hands_the_node_to_the_kubelet_and_the_last_line_says_how_to_st
 #[test]
 fn kubelet_config_follows_the_join_skips_and_refuses_a_foreign_configuration() {
     let sb = TestSandbox::start();
-    // Client credentials only: the kubelet must not expect a CA-signed serving certificate.
+    // Client credentials only: the kubelet asks for its serving certificate itself once
+    // registered (kubeadm's way), so serverTLSBootstrap is on here too.
     let (_d1, bootstrap, root) = sb.token_node("kcfg02.0123456789abcdef");
     let mut args = join_args(&root, &bootstrap, "kcfg-2");
     args.extend(["--skip-phases", "serving-csr"]);
     bootlet(&args).ok();
     let config = yaml(&root.join("var/lib/kubelet/config.yaml"));
-    assert_eq!(config["serverTLSBootstrap"], false);
+    assert_eq!(config["serverTLSBootstrap"], true);
+    assert_eq!(config["rotateCertificates"], true);
     let flags = std::fs::read_to_string(root.join("var/lib/kubelet/bootlet-flags.env")).unwrap();
     assert!(
         !flags.contains("--bootstrap-kubeconfig"),

@@ -387,6 +387,10 @@ pub struct JoinArgs {
     /// One-shot join: approve this node's own serving CSR with the admin kubeconfig, after the approver's checks.
     #[arg(long, requires = "admin_kubeconfig")]
     pub approve_serving: bool,
+    /// The container runtime's endpoint for the kubelet (written to its flags file), as kubeadm's
+    /// --cri-socket [default: unix:///var/run/containerd/containerd.sock].
+    #[arg(long, value_name = "ENDPOINT")]
+    pub cri_socket: Option<String>,
 }
 
 /// `bootlet renew` options.
@@ -527,6 +531,7 @@ impl JoinArgs {
             new_token: flag(self.new_token),
             keep_token: flag(self.keep_token),
             approve_serving: flag(self.approve_serving),
+            cri_socket: self.cri_socket.clone(),
             ..self.cluster.add_to(self.node.to_options())
         })
     }

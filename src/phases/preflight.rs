@@ -1,6 +1,6 @@
 //! preflight: named checks, each ignorable by name (or `all`), each failure saying what to do.
 //! Check names follow kubeadm's where kubeadm has one (`FileAvailable--etc-kubernetes-kubelet.conf`,
-//! `Port-10250`); leftover files are judged resume-aware: what an earlier bootlet run of this same
+//! and the machine checks of `machine_checks`: `Port-10250`, `CRI`, …); leftover files are judged resume-aware: what an earlier bootlet run of this same
 //! join wrote is expected, only foreign or contradictory files are errors.
 
 use super::Check;
@@ -28,8 +28,8 @@ pub fn check_names(cx: &Ctx) -> Vec<String> {
         "PathsWritable".to_string(),
         file_available_name(cx.layout.path("kubeconfig")),
         "SystemClock".to_string(),
-        "Port-10250".to_string(),
     ];
+    names.extend(super::machine_checks::names());
     if let Some(ca) = cx.layout.get("ca_cert") {
         names.push(file_available_name(ca));
     }
@@ -81,8 +81,12 @@ pub fn findings(cx: &mut Ctx) -> Result<Vec<Finding>> {
         paths_writable(cx),
         leftover_kubeconfig(cx),
         system_clock(),
-        port_10250(cx),
     ];
+    outcomes.extend(
+        super::machine_checks::outcomes(cx)
+            .into_iter()
+            .map(|(name, problem)| Outcome { name, problem }),
+    );
     if cx.layout.get("ca_cert").is_some() {
         outcomes.push(leftover_ca(cx)?);
     }
@@ -135,6 +139,9 @@ pub fn failure(fatal: &[&Finding]) -> Error {
 /// Runs the checks.
 pub async fn run(cx: &mut Ctx) -> Result<()> {
     cx.act("Running pre-flight checks");
+    for warning in super::machine_checks::warnings(cx) {
+        cx.warn(warning);
+    }
     let found = findings(cx)?;
     let mut fatal = Vec::new();
     for f in &found {
@@ -292,15 +299,4 @@ fn system_clock() -> Outcome {
         )
     });
     outcome("SystemClock", problem)
-}
-
-fn port_10250(cx: &Ctx) -> Outcome {
-    // Only meaningful when we configure this machine itself, not an image under another root.
-    if cx.settings.root != std::path::Path::new("/") {
-        return outcome("Port-10250", None);
-    }
-    let problem = std::net::TcpListener::bind(("0.0.0.0", 10250)).err().filter(|e| e.kind() == std::io::ErrorKind::AddrInUse).map(|_| {
-        "port 10250 (the kubelet's) is in use: a kubelet may already run here; stop it first or check for another service".to_string()
-    });
-    outcome("Port-10250", problem)
 }

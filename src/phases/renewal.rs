@@ -13,6 +13,21 @@ use crate::kubeconfig::ClusterAccess;
 use crate::pki::cert::fmt_unix;
 use crate::pki::rotation::rotation_deadline;
 
+/// Whether the kubelet rotates this certificate itself, and the setting that says so: after the
+/// hand-off the installed KubeletConfiguration decides (`rotateCertificates` for the client
+/// certificate, `serverTLSBootstrap` for the serving one). The Krustlet layout has none: there
+/// bootlet's renew is the rotation.
+pub fn kubelet_rotates(cx: &Ctx, kind: CertKind) -> Option<String> {
+    let path = cx.layout.get("kubelet_config")?;
+    let text = cx.world.read_string(path).ok()??;
+    let doc: serde_json::Value = serde_saphyr::from_str(&text).ok()?;
+    let field = match kind {
+        CertKind::Client => "rotateCertificates",
+        CertKind::Serving => "serverTLSBootstrap",
+    };
+    (doc[field] == serde_json::Value::Bool(true)).then(|| format!("{field}: true in {path}"))
+}
+
 /// The renew done-check of the client or serving CSR phase.
 pub async fn check(cx: &mut Ctx, kind: CertKind) -> Result<Check> {
     let key = cx.layout.staged(&format!("{}.key", kind.stem()));
@@ -34,6 +49,13 @@ pub async fn check(cx: &mut Ctx, kind: CertKind) -> Result<Check> {
                 Check::NotDone(format!(
                     "--force: renewing now (valid until {valid}, due at {})",
                     fmt_unix(due)
+                ))
+            } else if let Some(why) = kubelet_rotates(cx, kind) {
+                // One owner of rotation at a time: the kubelet's own deadline comes first, and a
+                // certificate that no longer verifies is renewed below, as the kubelet would fall
+                // back.
+                Check::Done(format!(
+                    "valid until {valid}; the kubelet rotates it ({why}): bootlet renew leaves it to the kubelet (--force renews now)"
                 ))
             } else if crate::pki::cert::now_unix() >= due {
                 Check::NotDone(format!(

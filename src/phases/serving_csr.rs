@@ -79,7 +79,27 @@ pub async fn run(cx: &mut Ctx) -> Result<()> {
     let cluster = cx.cluster(&node_access(&rec, &pair), "node")?;
     let dns = vec![cx.settings.node_name.clone()];
     let on_pending = self_approval(cx)?;
-    obtain_certificate(cx, CertKind::Serving, cluster, &rec, &dns, &ips, on_pending).await
+    // A join whose CSR waits registers the Node for an address-checking approver (see
+    // node_registration); a renewal's Node exists, and a self-approval needs none.
+    if cx.workflow() != "join" || on_pending.is_some() || cx.dry_run() {
+        return obtain_certificate(cx, CertKind::Serving, cluster, &rec, &dns, &ips, on_pending)
+            .await;
+    }
+    let registration = super::node_registration::register_after_grace(
+        cluster.clone(),
+        cx.settings.node_name.clone(),
+        ips.clone(),
+        cx.out,
+    );
+    let obtain = obtain_certificate(cx, CertKind::Serving, cluster, &rec, &dns, &ips, None);
+    tokio::pin!(registration, obtain);
+    let mut registered = false;
+    loop {
+        tokio::select! {
+            done = &mut obtain => return done,
+            () = &mut registration, if !registered => registered = true,
+        }
+    }
 }
 
 /// `join --approve-serving`: the admin approves this node's own serving CSR, after the same

@@ -26,6 +26,15 @@ const STAGED: [&str; 4] = ["client.key", "client.crt", "serving.key", "serving.c
 /// Done when everything is installed, verifies, and the bootstrap credential is gone.
 pub async fn check(cx: &mut Ctx) -> Result<Check> {
     let mut missing = Vec::new();
+    // A renewal installs only what it renewed (staged below): the installed pairs are the CSR
+    // phases' to judge, and a pair the kubelet rotated in is the kubelet's, not bootlet's to redo.
+    if is_join(cx) {
+        installed_problems(cx, &mut missing)?;
+    }
+    finish_check(cx, missing).await
+}
+
+fn installed_problems(cx: &mut Ctx, missing: &mut Vec<String>) -> Result<()> {
     match installed_client(cx)? {
         PairState::Valid(_) => {}
         PairState::Absent => missing.push("client credentials not installed".to_string()),
@@ -53,6 +62,10 @@ pub async fn check(cx: &mut Ctx) -> Result<Check> {
             missing.push(format!("{ca} does not hold the cluster CA"));
         }
     }
+    Ok(())
+}
+
+async fn finish_check(cx: &mut Ctx, mut missing: Vec<String>) -> Result<Check> {
     if is_join(cx) && !cx.settings.keep_bootstrap_kubeconfig {
         for p in ["bootstrap_kubeconfig", "token_file"] {
             let path = cx.layout.path(p);
@@ -226,13 +239,23 @@ fn repair_private_files(cx: &mut Ctx) -> Result<()> {
 pub async fn run(cx: &mut Ctx) -> Result<()> {
     repair_private_files(cx)?;
     let rec = ClusterRecord::require(cx)?;
-    let (client, _) = staged_or_installed(cx, CertKind::Client, &rec)?.ok_or_else(|| {
-        cx.missing(
-            "node client credentials",
-            "a verified client certificate, staged or installed",
+    let (client, client_staged) =
+        staged_or_installed(cx, CertKind::Client, &rec)?.ok_or_else(|| {
+            cx.missing(
+                "node client credentials",
+                "a verified client certificate, staged or installed",
+            )
+        })?;
+    let serving = staged_or_installed(cx, CertKind::Serving, &rec)?;
+    // A renewal installs only the pairs it renewed; the others stay as they are.
+    let (client, serving) = if is_join(cx) {
+        (Some(client), serving.map(|(p, _)| p))
+    } else {
+        (
+            client_staged.then_some(client),
+            serving.filter(|(_, staged)| *staged).map(|(p, _)| p),
         )
-    })?;
-    let serving = staged_or_installed(cx, CertKind::Serving, &rec)?.map(|(p, _)| p);
+    };
     if serving.is_none() && wants_serving(cx) {
         return Err(cx.missing(
             "serving credentials",
@@ -240,8 +263,8 @@ pub async fn run(cx: &mut Ctx) -> Result<()> {
         ));
     }
     match cx.layout.kind() {
-        LayoutKind::Kubelet => install_kubelet(cx, &rec, &client, serving.as_ref())?,
-        LayoutKind::Krustlet => install_krustlet(cx, &rec, &client, serving.as_ref())?,
+        LayoutKind::Kubelet => install_kubelet(cx, &rec, client.as_ref(), serving.as_ref())?,
+        LayoutKind::Krustlet => install_krustlet(cx, &rec, client.as_ref(), serving.as_ref())?,
     }
     // The installed copies are durable before the staged ones (and the bootstrap credential) go.
     cx.world.flush()?;
@@ -284,7 +307,10 @@ fn bundle(pair: &Pair) -> String {
 fn install_rotating(cx: &mut Ctx, current_var: &str, prefix: &str, pair: &Pair) -> Result<()> {
     let current = cx.layout.path(current_var).to_string();
     let content = bundle(pair);
-    if cx.world.read(&current)?.as_deref() == Some(content.as_bytes()) {
+    // The same certificate behind the link is this pair, whoever wrote the file (the kubelet's
+    // own files hold its key in SEC1 form, bootlet's in PKCS#8): nothing to rewrite.
+    let installed = cx.world.read_string(&current)?.unwrap_or_default();
+    if crate::pki::keys::certificate_blocks(&installed) == pair.cert_pem {
         cx.act(format!("{current} already holds this certificate"));
         return Ok(());
     }
@@ -322,7 +348,7 @@ fn install_rotating(cx: &mut Ctx, current_var: &str, prefix: &str, pair: &Pair) 
 fn install_kubelet(
     cx: &mut Ctx,
     rec: &ClusterRecord,
-    client: &Pair,
+    client: Option<&Pair>,
     serving: Option<&Pair>,
 ) -> Result<()> {
     let ca_path = cx.layout.path("ca_cert").to_string();
@@ -342,7 +368,9 @@ fn install_kubelet(
             )));
         }
     }
-    install_rotating(cx, "client_current", "kubelet-client", client)?;
+    if let Some(client) = client {
+        install_rotating(cx, "client_current", "kubelet-client", client)?;
+    }
     if let Some(serving) = serving {
         install_rotating(cx, "server_current", "kubelet-server", serving)?;
     }
@@ -364,9 +392,19 @@ fn install_kubelet(
 fn install_krustlet(
     cx: &mut Ctx,
     rec: &ClusterRecord,
-    client: &Pair,
+    client: Option<&Pair>,
     serving: Option<&Pair>,
 ) -> Result<()> {
+    if let Some(client) = client {
+        install_krustlet_kubeconfig(cx, rec, client)?;
+    }
+    let Some(serving) = serving else {
+        return Ok(());
+    };
+    install_krustlet_serving(cx, serving)
+}
+
+fn install_krustlet_kubeconfig(cx: &mut Ctx, rec: &ClusterRecord, client: &Pair) -> Result<()> {
     let kubeconfig = cx.layout.path("kubeconfig").to_string();
     let text = render_node(
         &rec.server,
@@ -385,9 +423,10 @@ fn install_krustlet(
             "{verb} {kubeconfig} (0600) with the client credentials embedded"
         ));
     }
-    let Some(serving) = serving else {
-        return Ok(());
-    };
+    Ok(())
+}
+
+fn install_krustlet_serving(cx: &mut Ctx, serving: &Pair) -> Result<()> {
     let cert = cx.layout.path("serving_cert").to_string();
     let key = cx.layout.path("serving_key").to_string();
     // Key before certificate: a reader that finds the new certificate finds its key too.

@@ -29,6 +29,15 @@ impl Plane {
         }
     }
 
+    /// A cluster of the test's own: what it counts or runs (requests, an approver deciding every
+    /// serving CSR it sees) must not meet other tests' work. A sandbox is always a test's own.
+    pub fn own(self) -> TestCluster {
+        match self {
+            Plane::Sandbox => self.cluster(),
+            Plane::Real => TestCluster::private_real(),
+        }
+    }
+
     /// A cluster signing for [`real::SHORT_SIGNING`] (backdated 5 minutes, as the real signer does).
     pub fn short_lived(self) -> TestCluster {
         match self {

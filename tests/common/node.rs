@@ -56,6 +56,27 @@ impl Node {
         bootlet(&[&["renew", "--root", s(&self.root)][..], &wait, extra].concat())
     }
 
+    /// `bootlet certs check-expiration -o json`: the credential named `name` (client, serving, ca).
+    pub fn expiration(&self, name: &str) -> Value {
+        let run = bootlet(&[
+            "certs",
+            "check-expiration",
+            "--root",
+            s(&self.root),
+            "-o",
+            "json",
+        ]);
+        run.ok();
+        let report: Value = serde_json::from_str(&run.stdout).unwrap();
+        report["credentials"]
+            .as_array()
+            .expect("credentials")
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {report}"))
+            .clone()
+    }
+
     pub fn pki(&self) -> PathBuf {
         self.root.join("var/lib/kubelet/pki")
     }

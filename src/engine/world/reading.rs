@@ -114,7 +114,7 @@ impl World {
         }
         let target = std::fs::read_link(files::host_path(root.path(), inside))
             .map_err(|e| Error::io("read the link", Path::new(&shown()), e))?;
-        let Some(resolved) = link_target_inside(root.path(), inside, &target) else {
+        let Some(resolved) = link_target_inside(inside, &target) else {
             return Err(Error::conflict(format!(
                 "{} is a link to {}, outside --root {}: bootlet reads nothing outside the root; remove the link, then rerun (a join or renew writes it again)",
                 shown(),
@@ -123,6 +123,14 @@ impl World {
             )));
         };
         match confined::read_nofollow(root, &resolved)? {
+            // An absolute target that is no file inside the root names a host path: refused by
+            // name, never followed out (a dangling relative link is simply no file).
+            None if target.is_absolute() => Err(Error::conflict(format!(
+                "{} is a link to {}, which is outside --root {} (no such file as the root sees it): bootlet reads nothing outside the root; remove the link, then rerun (a join or renew writes it again)",
+                shown(),
+                target.display(),
+                root.path().display()
+            ))),
             None => Ok(None),
             Some((bytes, meta)) if meta.is_file => Ok(Some(bytes)),
             Some(_) => Err(Error::conflict(format!(
@@ -320,31 +328,28 @@ impl World {
     }
 }
 
-/// Where the link at `inside` (under `root` on the host) leads, as a path inside the root, if it
-/// stays inside: a relative target from the link's directory, an absolute one as the host reads it
-/// (the kubelet writes absolute targets), `..` never above the root.
-pub fn link_target_inside(root: &Path, inside: &str, target: &Path) -> Option<String> {
+/// Where the link at `inside` leads, as a path inside the root, if it stays inside. Targets are
+/// read as the root sees them (it is a chroot-style prefix, and a kubelet running on it writes
+/// absolute targets): an absolute one from the root, a relative one from the link's directory;
+/// `..` above the root leads out of it.
+pub fn link_target_inside(inside: &str, target: &Path) -> Option<String> {
     use std::path::Component;
     let mut parts: Vec<String> = Vec::new();
-    let rest: &Path = if target.is_absolute() {
-        target.strip_prefix(root).ok()?
-    } else {
+    if !target.is_absolute() {
         let dir = inside.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
         parts.extend(
             dir.split('/')
                 .filter(|c| !c.is_empty() && *c != ".")
                 .map(String::from),
         );
-        target
-    };
-    for c in rest.components() {
+    }
+    for c in target.components() {
         match c {
             Component::Normal(n) => parts.push(n.to_str()?.to_string()),
-            Component::CurDir => {}
+            Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
             Component::ParentDir => {
                 parts.pop()?;
             }
-            Component::RootDir | Component::Prefix(_) => {}
         }
     }
     (!parts.is_empty()).then(|| format!("/{}", parts.join("/")))

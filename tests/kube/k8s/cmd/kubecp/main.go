@@ -17,7 +17,10 @@ var release = "unknown"
 const usage = `usage:
   kubecp up DIR [--signing-duration D] [--owner-pid PID]
   kubecp down DIR
-  kubecp watch DIR PID     (internal: runs down DIR once PID has exited)`
+  kubecp watch DIR PID     (internal: runs down DIR once PID has exited)
+  kubecp kubelet start DIR ROOT NAME
+  kubecp kubelet stop ROOT
+  kubecp runtime SOCKET    (the fake container runtime a test kubelet starts on)`
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
@@ -29,6 +32,9 @@ func main() {
 func run(args []string) error {
 	if len(args) < 2 {
 		return fmt.Errorf("%s", usage)
+	}
+	if args[0] == "kubelet" {
+		return kubeletCommand(args[1:])
 	}
 	dir, err := filepath.Abs(args[1])
 	if err != nil {
@@ -43,6 +49,8 @@ func run(args []string) error {
 		return up(dir, opts)
 	case "down":
 		return down(dir)
+	case "runtime":
+		return serveRuntime(dir)
 	case "watch":
 		if len(args) != 3 {
 			return fmt.Errorf("%s", usage)
