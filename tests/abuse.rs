@@ -150,22 +150,7 @@ impl SandboxProcess {
     fn access(&self, cn: &str, orgs: &[&str]) -> ClusterAccess {
         let read = |f: &str| std::fs::read_to_string(self.dir.path().join(f)).unwrap();
         let ca = bootlet::pki::ca::Ca::from_pem(&read("ca.crt"), &read("ca.key")).unwrap();
-        let key = bootlet::pki::keys::PrivateKey::generate().unwrap();
-        let orgs: Vec<String> = orgs.iter().map(|s| s.to_string()).collect();
-        let subject = bootlet::pki::ca::Subject {
-            cn,
-            orgs: &orgs,
-            dns: &[],
-            ips: &[],
-        };
-        let cert = ca
-            .issue(
-                key.pair(),
-                &subject,
-                bootlet::pki::ca::Usages::CLIENT,
-                time::Duration::hours(1),
-            )
-            .unwrap();
+        let (cert, key) = client_cert_from(&ca, cn, orgs);
         ClusterAccess {
             server: self.url.clone(),
             ca_pem: Some(read("ca.crt").into_bytes()),
@@ -173,7 +158,7 @@ impl SandboxProcess {
             tls_server_name: None,
             credentials: Credentials::ClientCert {
                 cert_pem: cert,
-                key_pem: SecretString::new(key.pem().expose().clone()),
+                key_pem: SecretString::new(key),
             },
         }
     }

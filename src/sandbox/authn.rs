@@ -19,7 +19,35 @@ pub struct UserInfo {
     pub groups: Vec<String>,
     /// User uid (empty for these authenticators).
     pub uid: String,
+    /// Extra attributes: for a client certificate, the credential id kube-apiserver adds
+    /// (`authentication.kubernetes.io/credential-id: X509SHA256=<hex of the certificate's
+    /// SHA-256>`, `k8s.io/apiserver/pkg/authentication/request/x509`).
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
 }
+
+/// A verified client certificate as authentication reads it.
+#[derive(Debug, Clone)]
+pub struct PeerCert {
+    /// Its subject and names.
+    pub info: CertInfo,
+    /// `X509SHA256=<hex>` of its DER.
+    pub credential_id: String,
+}
+
+impl PeerCert {
+    /// Reads a verified peer certificate.
+    pub fn parse(der: &[u8]) -> Option<PeerCert> {
+        let info = CertInfo::parse(der).ok()?;
+        let digest = ring::digest::digest(&ring::digest::SHA256, der);
+        Some(PeerCert {
+            info,
+            credential_id: format!("X509SHA256={}", hex::encode(digest.as_ref())),
+        })
+    }
+}
+
+/// The extra key of a credential's id.
+pub const CREDENTIAL_ID: &str = "authentication.kubernetes.io/credential-id";
 
 impl UserInfo {
     /// `system:anonymous`.
@@ -28,6 +56,7 @@ impl UserInfo {
             name: "system:anonymous".into(),
             groups: vec!["system:unauthenticated".into()],
             uid: String::new(),
+            extra: Default::default(),
         }
     }
 
@@ -85,19 +114,20 @@ impl TokenCache {
 
 /// Authenticates from the verified peer certificate and the Authorization header.
 pub fn authenticate(
-    peer_cert: Option<&CertInfo>,
+    peer_cert: Option<&PeerCert>,
     authorization: Option<&str>,
     store: &Store,
     token_key: &ring::hmac::Key,
     cache: &mut TokenCache,
 ) -> Authn {
     if let Some(cert) = peer_cert {
-        let mut groups = cert.organizations.clone();
+        let mut groups = cert.info.organizations.clone();
         groups.push("system:authenticated".into());
         return Authn::User(UserInfo {
-            name: cert.cn().to_string(),
+            name: cert.info.cn().to_string(),
             groups,
             uid: String::new(),
+            extra: [(CREDENTIAL_ID.to_string(), vec![cert.credential_id.clone()])].into(),
         });
     }
     if let Some(h) = authorization {
@@ -121,6 +151,16 @@ pub fn authenticate(
         };
     }
     Authn::User(UserInfo::anonymous())
+}
+
+/// A TokenReview's verdict on `token`: who it is, by the same authenticators a request's bearer
+/// token meets (without the cache: a review asks about now).
+pub fn review_token(token: &str, store: &Store, token_key: &ring::hmac::Key) -> Option<UserInfo> {
+    if token.split('.').count() == 3 {
+        service_account_user(token, store, token_key)
+    } else {
+        bootstrap_token_user(token, store)
+    }
 }
 
 fn data(secret: &Value, key: &str) -> Option<String> {
@@ -191,10 +231,12 @@ fn bootstrap_token_user(token: &str, store: &Store) -> Option<UserInfo> {
         name: parsed.user_name(),
         groups,
         uid: String::new(),
+        extra: Default::default(),
     })
 }
 
-const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+/// The service-account issuer, also the API server's audience.
+pub const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 
 fn b64url() -> base64::engine::GeneralPurpose {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -252,5 +294,6 @@ fn service_account_user(token: &str, store: &Store, key: &ring::hmac::Key) -> Op
             "system:authenticated".into(),
         ],
         uid: uid.to_string(),
+        extra: Default::default(),
     })
 }

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::http::{Cause, Reply, invalid_all, status};
 use super::request::Call;
 use super::store::timestamp;
+use super::validation::{binding_causes, rule_causes};
 
 /// `core.MaxSecretSize` (and the same cap on a ConfigMap's data).
 pub const MAX_DATA_BYTES: usize = 1024 * 1024;
@@ -101,7 +102,8 @@ fn configmap_causes(obj: &Value) -> Vec<Cause> {
     }
     if size > MAX_DATA_BYTES {
         causes.push(Cause::new(
-            "",
+            // Upstream names `field.NewPath("")`, which the real server reports as `[]`.
+            "[]",
             "FieldValueTooLong",
             format!("Too long: must have at most {MAX_DATA_BYTES} bytes"),
         ));
@@ -122,6 +124,8 @@ pub fn admit_create(call: &Call<'_>, name: &str, obj: &mut Value) -> Reply<()> {
             secret_causes(obj)
         }
         "configmaps" => configmap_causes(obj),
+        "roles" | "clusterroles" => rule_causes(obj, call.def().namespaced),
+        "rolebindings" | "clusterrolebindings" => binding_causes(obj, call.def().namespaced),
         _ => Vec::new(),
     };
     if causes.is_empty() {
@@ -161,6 +165,17 @@ pub fn prepare_update(call: &Call<'_>, old: &Value, mut new: Value) -> Reply<Val
                         ));
                     }
                 }
+            }
+        }
+        "roles" | "clusterroles" => causes.extend(rule_causes(&new, def.namespaced)),
+        "rolebindings" | "clusterrolebindings" => {
+            causes.extend(binding_causes(&new, def.namespaced));
+            if new["roleRef"] != old["roleRef"] {
+                causes.push(Cause::new(
+                    "roleRef",
+                    "FieldValueInvalid",
+                    format!("Invalid value: {}: cannot change roleRef", new["roleRef"]),
+                ));
             }
         }
         "namespaces" if call.target.subresource == "status" => {

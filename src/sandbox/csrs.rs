@@ -9,7 +9,7 @@
 
 use serde_json::{Value, json};
 
-use super::http::{Cause, Reply, forbidden_object, invalid, invalid_all};
+use super::http::{Cause, Reply, forbidden_object, invalid_all};
 use super::rbac::{Attributes, allowed};
 use super::request::Call;
 use super::store::timestamp;
@@ -144,9 +144,13 @@ pub fn admit_create(call: &Call<'_>, name: &str, obj: &mut Value) -> Reply<()> {
     }
     obj["spec"]["username"] = json!(call.user.name);
     obj["spec"]["groups"] = json!(call.user.groups);
-    // uid and extra are omitempty in the API: these authenticators set extra never.
+    // uid and extra are omitempty in the API.
     let spec = obj["spec"].as_object_mut().expect("spec object");
-    spec.remove("extra");
+    if call.user.extra.is_empty() {
+        spec.remove("extra");
+    } else {
+        spec.insert("extra".into(), json!(call.user.extra));
+    }
     if call.user.uid.is_empty() {
         spec.remove("uid");
     } else {
@@ -167,161 +171,271 @@ fn count_of(conds: &[Value], ty: &str) -> usize {
     conds.iter().filter(|c| c["type"] == ty).count()
 }
 
-/// `populateConditionTimestamps`: a condition without times gets now; the typed round trip has
-/// already written times as RFC 3339 seconds.
-fn stamp_conditions(call: &Call<'_>, conds: &mut [Value]) -> Reply<()> {
+/// The v1 defaulting of a condition (an empty status is `True`) and the strategy's
+/// `populateConditionTimestamps`: a missing `lastUpdateTime` is now, a missing
+/// `lastTransitionTime` is that of the old condition of the same type and status, else now.
+fn stamp_conditions(conds: &mut [Value], old: &[Value]) {
     let now = timestamp();
     for c in conds.iter_mut() {
-        let st = c["status"].as_str().unwrap_or_default();
-        if st.is_empty() {
+        if c["status"].as_str().unwrap_or_default().is_empty() {
             c["status"] = json!("True");
-        } else if !["True", "False", "Unknown"].contains(&st) {
-            return Err(invalid(
-                call.def(),
-                &call.target.name,
-                "status.conditions",
-                "FieldValueNotSupported",
-                &format!("Unsupported value: \"{st}\""),
+        }
+        if c["lastUpdateTime"].is_null() {
+            c["lastUpdateTime"] = json!(now);
+        }
+        if c["lastTransitionTime"].is_null() {
+            c["lastTransitionTime"] = old
+                .iter()
+                .find(|o| {
+                    o["type"] == c["type"]
+                        && o["status"] == c["status"]
+                        && !o["lastTransitionTime"].is_null()
+                })
+                .map_or_else(|| json!(now), |o| o["lastTransitionTime"].clone());
+        }
+    }
+}
+
+/// `validateConditions`, with the allowances the old object earns (data from older releases may
+/// keep what is no longer accepted).
+fn condition_causes(conds: &[Value], old: &[Value]) -> Vec<Cause> {
+    let has = |cs: &[Value], ty: &str| cs.iter().any(|c| c["type"] == ty);
+    let duplicated = |cs: &[Value]| {
+        let mut seen = std::collections::HashSet::new();
+        cs.iter().any(|c| !seen.insert(c["type"].to_string()))
+    };
+    let allow_both = has(old, "Approved") && has(old, "Denied");
+    let allow_duplicates = duplicated(old);
+    let allow_empty_type = has(old, "");
+    let mut causes = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let (mut approved, mut denied) = (false, false);
+    for (i, c) in conds.iter().enumerate() {
+        let at = format!("status.conditions[{i}]");
+        let ty = c["type"].as_str().unwrap_or_default();
+        if ty.is_empty() && !allow_empty_type {
+            causes.push(Cause::new(
+                format!("{at}.type"),
+                "FieldValueRequired",
+                "Required value",
             ));
         }
-        for field in ["lastUpdateTime", "lastTransitionTime"] {
-            if c[field].is_null() {
-                c[field] = json!(now);
+        let status = c["status"].as_str().unwrap_or_default();
+        let allowed: &[&str] = if ["Approved", "Denied", "Failed"].contains(&ty) {
+            &["True"]
+        } else {
+            &["False", "True", "Unknown"]
+        };
+        if status.is_empty() {
+            causes.push(Cause::new(
+                format!("{at}.status"),
+                "FieldValueRequired",
+                "Required value",
+            ));
+        } else if !allowed.contains(&status) {
+            let listed: Vec<String> = allowed.iter().map(|a| format!("\"{a}\"")).collect();
+            causes.push(Cause::new(
+                format!("{at}.status"),
+                "FieldValueNotSupported",
+                format!(
+                    "Unsupported value: \"{status}\": supported values: {}",
+                    listed.join(", ")
+                ),
+            ));
+        }
+        if !allow_both {
+            approved |= ty == "Approved";
+            denied |= ty == "Denied";
+            if (ty == "Approved" || ty == "Denied") && approved && denied {
+                causes.push(Cause::new(
+                    "status.conditions",
+                    "FieldValueInvalid",
+                    format!("Invalid value: \"{ty}\": Approved and Denied conditions are mutually exclusive"),
+                ));
+            }
+        }
+        if !allow_duplicates && !seen.insert(ty.to_string()) {
+            causes.push(Cause::new(
+                format!("{at}.type"),
+                "FieldValueDuplicate",
+                format!("Duplicate value: \"{ty}\""),
+            ));
+        }
+    }
+    causes
+}
+
+/// `validateCertificate`: `status.certificate`, when set, is PEM CERTIFICATE blocks only, each
+/// a certificate.
+fn certificate_problem(cert: &Value) -> Option<String> {
+    use base64::Engine;
+    let b64 = cert.as_str().filter(|c| !c.is_empty())?;
+    let Ok(pem) = base64::engine::general_purpose::STANDARD.decode(b64) else {
+        return Some("illegal base64 data".into());
+    };
+    let mut blocks = 0;
+    for block in x509_parser::pem::Pem::iter_from_buffer(&pem) {
+        let Ok(block) = block else { break };
+        if block.label != "CERTIFICATE" {
+            return Some(format!(
+                "only CERTIFICATE PEM blocks are allowed, found {:?}",
+                block.label
+            ));
+        }
+        if let Err(e) = x509_parser::parse_x509_certificate(&block.contents) {
+            return Some(format!("x509: malformed certificate ({e})"));
+        }
+        blocks += 1;
+    }
+    (blocks == 0).then(|| "must contain at least one CERTIFICATE PEM block".into())
+}
+
+/// What an update of `old` to `new` through `subresource` may not do
+/// (`validateCertificateSigningRequestUpdate`).
+fn update_causes(old: &Value, new: &Value, subresource: &str) -> Vec<Cause> {
+    let (old_conds, new_conds) = (conditions(old), conditions(new));
+    let mut causes = condition_causes(&new_conds, &old_conds);
+    for ty in ["Approved", "Denied", "Failed"] {
+        if count_of(&new_conds, ty) < count_of(&old_conds, ty) {
+            causes.push(Cause::new(
+                "status.conditions",
+                "FieldValueForbidden",
+                format!("Forbidden: updates may not remove a condition of type \"{ty}\""),
+            ));
+        }
+    }
+    if subresource != "approval" {
+        for ty in ["Approved", "Denied"] {
+            let of = |cs: &[Value]| {
+                cs.iter()
+                    .filter(|c| c["type"] == ty)
+                    .cloned()
+                    .collect::<Vec<_>>()
+            };
+            let (was, is) = (of(&old_conds), of(&new_conds));
+            if is.len() > was.len() {
+                causes.push(Cause::new(
+                    "status.conditions",
+                    "FieldValueForbidden",
+                    format!("Forbidden: updates may not add a condition of type \"{ty}\""),
+                ));
+            } else if is.len() == was.len() && is != was {
+                causes.push(Cause::new(
+                    "status.conditions",
+                    "FieldValueForbidden",
+                    format!("Forbidden: updates may not modify a condition of type \"{ty}\""),
+                ));
             }
         }
     }
-    Ok(())
+    let (old_cert, new_cert) = (&old["status"]["certificate"], &new["status"]["certificate"]);
+    let blank = |v: &Value| v.as_str().is_none_or(str::is_empty);
+    if old_cert != new_cert && !(blank(old_cert) && blank(new_cert)) {
+        if let Some(why) =
+            certificate_problem(new_cert).filter(|_| certificate_problem(old_cert).is_none())
+        {
+            causes.push(Cause::new(
+                "status.certificate",
+                "FieldValueInvalid",
+                format!("Invalid value: \"<certificate data>\": {why}"),
+            ));
+        }
+        if subresource != "status" {
+            causes.push(Cause::new(
+                "status.certificate",
+                "FieldValueForbidden",
+                "Forbidden: updates may not set certificate content",
+            ));
+        } else if !blank(old_cert) {
+            causes.push(Cause::new(
+                "status.certificate",
+                "FieldValueForbidden",
+                "Forbidden: updates may not modify existing certificate content",
+            ));
+        }
+    }
+    causes
 }
 
-/// The object an update of the CSR itself, `/status` or `/approval` stores.
+/// The object an update stores: the main resource changes only metadata; `/status` the status
+/// but the Approved/Denied conditions, which keep their old values
+/// (`preserveConditionInstances`); `/approval` the conditions, all of them
+/// (`pkg/registry/certificates/certificates/strategy.go`).
 pub fn prepare_update(call: &Call<'_>, old: &Value, new: &Value) -> Reply<Value> {
-    let def = call.def();
-    let name = &call.target.name;
-    match call.target.subresource.as_str() {
-        "approval" => approval(call, old, new),
+    let subresource = call.target.subresource.as_str();
+    let mut v = old.clone();
+    v["metadata"]["resourceVersion"] = new["metadata"]["resourceVersion"].clone();
+    let mut conds = conditions(new);
+    match subresource {
+        "approval" => check_may_approve(call, old)?,
         "status" => {
-            // Updating /status may not modify spec, nor add or remove Approved/Denied.
-            let old_conds = conditions(old);
-            let mut new_conds = conditions(new);
-            for ty in ["Approved", "Denied"] {
-                if count_of(&new_conds, ty) > count_of(&old_conds, ty) {
-                    return Err(invalid(
-                        def,
-                        name,
-                        "status.conditions",
-                        "FieldValueForbidden",
-                        &format!("Forbidden: updates may not add a condition of type \"{ty}\""),
-                    ));
-                }
-                if count_of(&new_conds, ty) < count_of(&old_conds, ty) {
-                    return Err(invalid(
-                        def,
-                        name,
-                        "status.conditions",
-                        "FieldValueForbidden",
-                        &format!("Forbidden: updates may not remove a condition of type \"{ty}\""),
-                    ));
-                }
-            }
-            stamp_conditions(call, &mut new_conds)?;
-            let old_cert = old["status"]["certificate"].as_str().unwrap_or_default();
-            let new_cert = new["status"]["certificate"].as_str().unwrap_or_default();
-            if !old_cert.is_empty() && old_cert != new_cert {
-                return Err(invalid(
-                    def,
-                    name,
-                    "status.certificate",
-                    "FieldValueForbidden",
-                    "Forbidden: updates may not modify existing certificate content",
-                ));
-            }
-            let mut v = old.clone();
             v["status"] = new["status"].clone();
-            v["status"]["conditions"] = json!(new_conds);
-            v["metadata"]["resourceVersion"] = new["metadata"]["resourceVersion"].clone();
-            Ok(v)
+            for ty in ["Approved", "Denied"] {
+                preserve_instances(&mut conds, &conditions(old), ty);
+            }
         }
         _ => {
-            // spec is immutable and status has its own subresources.
             let mut v = new.clone();
             v["spec"] = old["spec"].clone();
             v["status"] = old["status"].clone();
-            Ok(v)
+            return Ok(v);
+        }
+    }
+    stamp_conditions(&mut conds, &conditions(old));
+    if conds.is_empty() {
+        if let Some(status) = v["status"].as_object_mut() {
+            status.remove("conditions");
+        }
+    } else {
+        v["status"]["conditions"] = json!(conds);
+    }
+    let causes = update_causes(old, &v, subresource);
+    if causes.is_empty() {
+        Ok(v)
+    } else {
+        Err(invalid_all(call.def(), &call.target.name, &causes))
+    }
+}
+
+/// The old instances of `ty` in place of the new ones, when there are as many.
+fn preserve_instances(conds: &mut [Value], old: &[Value], ty: &str) {
+    let old: Vec<&Value> = old.iter().filter(|c| c["type"] == ty).collect();
+    let at: Vec<usize> = (0..conds.len())
+        .filter(|&i| conds[i]["type"] == ty)
+        .collect();
+    if old.len() == at.len() {
+        for (i, o) in at.into_iter().zip(old) {
+            conds[i] = o.clone();
         }
     }
 }
 
-/// `/approval`: only Approved/Denied conditions change; none may be removed; the two exclude each
-/// other; and the caller must be allowed to `approve` the CSR's signer.
-fn approval(call: &Call<'_>, old: &Value, new: &Value) -> Reply<Value> {
-    let def = call.def();
-    let name = &call.target.name;
+/// `/approval` needs `approve` on the CSR's signer (or its domain's wildcard), which the
+/// CertificateApproval admission plugin checks.
+fn check_may_approve(call: &Call<'_>, old: &Value) -> Reply<()> {
     let signer = old["spec"]["signerName"]
         .as_str()
         .unwrap_or_default()
         .to_string();
     let domain_wildcard = format!("{}/*", signer.split('/').next().unwrap_or_default());
-    let may_approve = {
-        let store = call.state.store.lock().expect("store");
-        [signer.clone(), domain_wildcard].iter().any(|n| {
-            let a = Attributes {
-                verb: "approve".into(),
-                group: "certificates.k8s.io".into(),
-                resource: "signers".into(),
-                name: n.clone(),
-                ..Default::default()
-            };
-            allowed(&store, call.user, &a)
-        })
-    };
-    if !may_approve {
-        return Err(forbidden_object(
-            def,
-            name,
+    let store = call.state.store.lock().expect("store");
+    let may = [signer.clone(), domain_wildcard].iter().any(|n| {
+        let a = Attributes {
+            verb: "approve".into(),
+            group: "certificates.k8s.io".into(),
+            resource: "signers".into(),
+            name: n.clone(),
+            ..Default::default()
+        };
+        allowed(&store, call.user, &a)
+    });
+    if may {
+        Ok(())
+    } else {
+        Err(forbidden_object(
+            call.def(),
+            &call.target.name,
             &format!("user not permitted to approve requests with signerName \"{signer}\""),
-        ));
+        ))
     }
-    let old_conds = conditions(old);
-    let mut new_conds = conditions(new);
-    for c in &old_conds {
-        let ty = c["type"].as_str().unwrap_or_default();
-        if (ty == "Approved" || ty == "Denied") && !new_conds.iter().any(|n| n["type"] == ty) {
-            return Err(invalid(
-                def,
-                name,
-                "status.conditions",
-                "FieldValueForbidden",
-                &format!("Forbidden: updates may not remove a condition of type \"{ty}\""),
-            ));
-        }
-    }
-    stamp_conditions(call, &mut new_conds)?;
-    let is_true = |ty: &str| {
-        new_conds
-            .iter()
-            .any(|c| c["type"] == ty && c["status"] == "True")
-    };
-    if is_true("Approved") && is_true("Denied") {
-        return Err(invalid(
-            def,
-            name,
-            "status.conditions",
-            "FieldValueInvalid",
-            "Invalid value: \"Denied\": Approved and Denied conditions are mutually exclusive",
-        ));
-    }
-    // Other condition types (Failed) are not this subresource's to change.
-    let mut conds: Vec<Value> = old_conds
-        .into_iter()
-        .filter(|c| c["type"] != "Approved" && c["type"] != "Denied")
-        .collect();
-    conds.extend(
-        new_conds
-            .into_iter()
-            .filter(|c| c["type"] == "Approved" || c["type"] == "Denied"),
-    );
-    let mut v = old.clone();
-    v["status"]["conditions"] = json!(conds);
-    v["metadata"]["resourceVersion"] = new["metadata"]["resourceVersion"].clone();
-    Ok(v)
 }

@@ -10,9 +10,9 @@
 
 #![allow(clippy::result_large_err)]
 
-use serde_json::{Map, Value};
+use serde_json::{Value, json};
 
-use super::http::{Cause, Query, Reply, bad_request};
+use super::http::{Query, Reply, bad_request, status};
 use super::resources::ResourceDef;
 
 /// `?fieldValidation=`.
@@ -26,28 +26,121 @@ pub enum FieldValidation {
     Strict,
 }
 
-/// The request's field validation mode.
-pub fn field_validation(query: &Query) -> Reply<FieldValidation> {
+/// The request's field validation mode. An unknown one is a 422 about the request's options
+/// (`CreateOptions`, `UpdateOptions`, `PatchOptions`: `options_kind`), as the real server's
+/// query-parameter validation answers.
+pub fn field_validation(query: &Query, options_kind: &str) -> Reply<FieldValidation> {
     match query.get("fieldValidation").map(String::as_str) {
         None | Some("") | Some("Warn") => Ok(FieldValidation::Warn),
         Some("Ignore") => Ok(FieldValidation::Ignore),
         Some("Strict") => Ok(FieldValidation::Strict),
-        Some(other) => Err(bad_request(&format!(
-            "fieldValidation parameter unsupported: {other}, must be one of [Ignore Warn Strict]"
-        ))),
+        Some(other) => {
+            let why = format!(
+                "Unsupported value: \"{other}\": supported values: \"\", \"Ignore\", \"Strict\", \"Warn\""
+            );
+            Err(status(
+                422,
+                "Invalid",
+                &format!("{options_kind}.meta.k8s.io \"\" is invalid: fieldValidation: {why}"),
+                Some(json!({"group": "meta.k8s.io", "kind": options_kind,
+                    "causes": [{"reason": "FieldValueNotSupported", "message": why, "field": "fieldValidation"}]})),
+            ))
+        }
     }
 }
 
-/// Parses a create/update body of `kind`: JSON, or kubectl's protobuf.
-pub fn parse_body(kind: &str, body: &[u8], content_type: &str) -> Reply<Value> {
+/// Parses a create/update body of `kind` at `api_version`: JSON, or kubectl's protobuf. Under
+/// `Strict`, a JSON key given twice in one object is refused, as Go's strict decoder does.
+pub fn parse_body(
+    kind: &str,
+    api_version: &str,
+    body: &[u8],
+    content_type: &str,
+    mode: FieldValidation,
+) -> Reply<Value> {
     let v: Value = if content_type.starts_with(super::protobuf::CONTENT_TYPE) {
         super::protobuf::decode(body)
             .map_err(|e| bad_request(&format!("the protobuf object could not be decoded: {e}")))?
     } else {
-        serde_json::from_slice(body)
-            .map_err(|e| bad_request(&format!("the object provided is not valid JSON: {e}")))?
+        let v = serde_json::from_slice(body)
+            .map_err(|e| bad_request(&format!("the object provided is not valid JSON: {e}")))?;
+        if mode == FieldValidation::Strict
+            && let Some(key) = duplicate_key(body)
+        {
+            return Err(bad_request(&format!(
+                "{kind} in version \"{}\" cannot be handled as a {kind}: strict decoding error: duplicate field \"{key}\"",
+                version_of(api_version)
+            )));
+        }
+        v
     };
-    expect_kind(kind, v)
+    let v = expect_kind(kind, v)?;
+    match v["apiVersion"].as_str() {
+        Some(given) if !given.is_empty() && given != api_version => Err(bad_request(&format!(
+            "{kind} in version \"{}\" cannot be handled as a {kind}: no kind \"{kind}\" is registered for version \"{given}\" in scheme \"pkg/runtime/scheme.go:111\"",
+            version_of(given)
+        ))),
+        _ => Ok(v),
+    }
+}
+
+/// `v1` of `certificates.k8s.io/v1`.
+fn version_of(api_version: &str) -> &str {
+    api_version.rsplit('/').next().unwrap_or(api_version)
+}
+
+/// The first key given twice within one JSON object of `bytes`, at any depth.
+fn duplicate_key(bytes: &[u8]) -> Option<String> {
+    use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+    struct Checked;
+    struct CheckedVisitor;
+    impl<'de> de::Deserialize<'de> for Checked {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(CheckedVisitor)
+        }
+    }
+    impl<'de> Visitor<'de> for CheckedVisitor {
+        type Value = Checked;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_unit<E>(self) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+            while seq.next_element::<Checked>()?.is_some() {}
+            Ok(Checked)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if !seen.insert(key.clone()) {
+                    return Err(de::Error::custom(format!("\u{0}{key}")));
+                }
+                map.next_value::<Checked>()?;
+            }
+            Ok(Checked)
+        }
+    }
+    let e = serde_json::from_slice::<Checked>(bytes).err()?;
+    let text = e.to_string();
+    let key = text.strip_prefix('\u{0}')?;
+    Some(key.split(" at line ").next().unwrap_or(key).to_string())
 }
 
 /// Parses a server-side apply body (YAML or JSON).
@@ -100,6 +193,8 @@ fn typed_round_trip(kind: &str, v: &Value) -> Option<Result<Value, String>> {
         "SelfSubjectReview" => via!(api::authentication::v1::SelfSubjectReview),
         "TokenRequest" => via!(api::authentication::v1::TokenRequest),
         "SelfSubjectAccessReview" => via!(api::authorization::v1::SelfSubjectAccessReview),
+        "SubjectAccessReview" => via!(api::authorization::v1::SubjectAccessReview),
+        "TokenReview" => via!(api::authentication::v1::TokenReview),
         "SelfSubjectRulesReview" => via!(api::authorization::v1::SelfSubjectRulesReview),
         _ => return None,
     })
@@ -133,21 +228,46 @@ fn unknown_paths(given: &Value, known: &Value, path: &str, out: &mut Vec<String>
     }
 }
 
+/// Why a body could not become the object to store.
+pub enum Refusal {
+    /// A field of the wrong type or form: what Go's decoder cannot read.
+    Malformed(String),
+    /// Unknown fields under `fieldValidation=Strict`.
+    Strict(String),
+}
+
+impl Refusal {
+    /// The 400 a create or update answers.
+    pub fn bad_request(self) -> hyper::Response<super::http::Body> {
+        match self {
+            Refusal::Malformed(m) | Refusal::Strict(m) => bad_request(&m),
+        }
+    }
+}
+
 /// Applies the decoding rules to `obj` (whose `apiVersion` and `kind` are set): returns the
 /// object to store and the warnings to send, or the 400 of `Strict` / a malformed field.
 pub fn as_stored(obj: Value, mode: FieldValidation) -> Reply<(Value, Vec<String>)> {
+    decode_typed(obj, mode).map_err(Refusal::bad_request)
+}
+
+/// [`as_stored`] with the refusal left to the caller: a patch that makes a malformed object is
+/// a 422 about the patch (`patch.go`), not a 400.
+pub fn decode_typed(obj: Value, mode: FieldValidation) -> Result<(Value, Vec<String>), Refusal> {
     let kind = obj["kind"].as_str().unwrap_or_default().to_string();
     let Some(typed) = typed_round_trip(&kind, &obj) else {
         return Ok((obj, Vec::new()));
     };
-    let typed = typed.map_err(|e| {
-        let prefix = if mode == FieldValidation::Strict {
-            "strict decoding error: "
-        } else {
-            ""
-        };
-        bad_request(&format!("{prefix}{e}"))
-    })?;
+    let typed = typed
+        .and_then(|t| micro_times_exact(&kind, &obj).map(|()| t))
+        .map_err(|e| {
+            let prefix = if mode == FieldValidation::Strict {
+                "strict decoding error: "
+            } else {
+                ""
+            };
+            Refusal::Malformed(format!("{prefix}{e}"))
+        })?;
     let mut unknown = Vec::new();
     unknown_paths(&obj, &typed, "", &mut unknown);
     let warnings: Vec<String> = unknown
@@ -155,7 +275,7 @@ pub fn as_stored(obj: Value, mode: FieldValidation) -> Reply<(Value, Vec<String>
         .map(|p| format!("unknown field \"{p}\""))
         .collect();
     match mode {
-        FieldValidation::Strict if !warnings.is_empty() => Err(bad_request(&format!(
+        FieldValidation::Strict if !warnings.is_empty() => Err(Refusal::Strict(format!(
             "strict decoding error: {}",
             warnings.join(", ")
         ))),
@@ -164,40 +284,27 @@ pub fn as_stored(obj: Value, mode: FieldValidation) -> Reply<(Value, Vec<String>
     }
 }
 
-/// kube-apiserver's cap on the total size of an object's annotations
-/// (`TotalAnnotationSizeLimitB`, 256 KiB, apimachinery validation).
-pub const ANNOTATIONS_LIMIT: usize = 256 * 1024;
-
-/// `ValidateObjectMeta`'s size rules that matter against abuse: annotations at most 256 KiB in
-/// all, label values at most 63 characters.
-pub fn metadata_causes(meta: &Value) -> Vec<Cause> {
-    let mut causes = Vec::new();
-    let total: usize = meta["annotations"]
-        .as_object()
-        .map(|a| {
-            a.iter()
-                .map(|(k, v)| k.len() + v.as_str().map(str::len).unwrap_or(0))
-                .sum()
-        })
-        .unwrap_or(0);
-    if total > ANNOTATIONS_LIMIT {
-        causes.push(Cause::new(
-            "metadata.annotations",
-            "FieldValueTooLong",
-            format!("Too long: must have at most {ANNOTATIONS_LIMIT} bytes"),
-        ));
+/// A Lease's times are `metav1.MicroTime`, which Go parses with exactly six fractional digits
+/// (`RFC3339Micro`): whole seconds or milliseconds do not decode.
+fn micro_times_exact(kind: &str, obj: &Value) -> Result<(), String> {
+    if kind != "Lease" {
+        return Ok(());
     }
-    for (k, v) in meta["labels"].as_object().unwrap_or(&Map::new()) {
-        let v = v.as_str().unwrap_or_default();
-        if v.len() > 63 {
-            causes.push(Cause::new(
-                format!("metadata.labels[{k}]"),
-                "FieldValueInvalid",
-                format!("Invalid value: \"{v}\": must be no more than 63 characters"),
+    static MICRO: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = MICRO.get_or_init(|| {
+        regex::Regex::new(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}(Z|[+-]\d{2}:\d{2})$")
+            .expect("regex")
+    });
+    for field in ["acquireTime", "renewTime"] {
+        if let Some(t) = obj["spec"][field].as_str()
+            && !re.is_match(t)
+        {
+            return Err(format!(
+                "parsing time \"{t}\" as \"2006-01-02T15:04:05.000000Z07:00\": cannot parse it as a MicroTime (six fractional digits)"
             ));
         }
     }
-    causes
+    Ok(())
 }
 
 #[cfg(test)]
@@ -227,13 +334,5 @@ mod tests {
         assert_eq!(e.status(), 400);
         let (_, none) = as_stored(cm, FieldValidation::Ignore).unwrap();
         assert!(none.is_empty());
-    }
-
-    #[test]
-    fn annotation_sizes_are_capped() {
-        let big = "x".repeat(ANNOTATIONS_LIMIT);
-        let causes = metadata_causes(&json!({"annotations": {"a": big}}));
-        assert_eq!(causes[0].field, "metadata.annotations");
-        assert!(metadata_causes(&json!({"annotations": {"a": "b"}})).is_empty());
     }
 }

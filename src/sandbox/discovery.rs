@@ -5,9 +5,17 @@ use serde_json::{Value, json};
 
 use super::resources::{RESOURCES, ResourceDef};
 
-/// `/version`.
+/// The release whose rules the sandbox follows: the one `tests/kube/` builds and the conformance
+/// goldens were recorded from (`fixtures/conformance/`).
+pub const RELEASE: (&str, &str, &str) = ("1", "37", "2");
+
+/// `/version`, with the fields of the release the sandbox is held to; `gitVersion` says it is the
+/// sandbox (as semver build metadata, which version comparisons ignore).
 pub fn version() -> Value {
-    json!({"major": "1", "minor": "32", "gitVersion": "v1.32.0-bootlet-sandbox", "gitCommit": "0000000000000000000000000000000000000000",
+    let (major, minor, patch) = RELEASE;
+    json!({"major": major, "minor": minor, "emulationMajor": major, "emulationMinor": minor,
+        "minCompatibilityMajor": major, "minCompatibilityMinor": (minor.parse::<u32>().unwrap_or(1) - 1).to_string(),
+        "gitVersion": format!("v{major}.{minor}.{patch}+bootlet-sandbox"), "gitCommit": "0000000000000000000000000000000000000000",
         "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "rust", "compiler": "rustc", "platform": "linux/amd64"})
 }
 
@@ -132,6 +140,6 @@ pub fn openapi_v3_group_version(gv: &str) -> Option<Value> {
         }}));
     }
     Some(
-        json!({"openapi": "3.0.0", "info": {"title": "Kubernetes (bootlet sandbox)", "version": "v1.32.0"}, "paths": paths, "components": {}}),
+        json!({"openapi": "3.0.0", "info": {"title": "Kubernetes (bootlet sandbox)", "version": format!("v{}.{}.{}", RELEASE.0, RELEASE.1, RELEASE.2)}, "paths": paths, "components": {}}),
     )
 }

@@ -52,7 +52,11 @@ pub fn text_response(code: StatusCode, text: &str) -> Response<Body> {
 
 /// A `metav1.Status` failure.
 pub fn status(code: u16, reason: &str, message: &str, details: Option<Value>) -> Response<Body> {
-    let mut v = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": reason, "code": code});
+    let mut v = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "code": code});
+    // `reason` is omitempty: a failure the server does not classify has none.
+    if !reason.is_empty() {
+        v["reason"] = json!(reason);
+    }
     if let Some(d) = details {
         v["details"] = d;
     }
@@ -80,6 +84,12 @@ pub fn no_such_path() -> Response<Body> {
         "the server could not find the requested resource",
         Some(json!({})),
     )
+}
+
+/// 404 for a path no API group serves: the API server's mux answers in plain text, not with a
+/// Status (`k8s.io/apiserver/pkg/server/mux`, Go's `http.NotFound`).
+pub fn page_not_found() -> Response<Body> {
+    text_response(StatusCode::NOT_FOUND, "404 page not found\n")
 }
 
 /// `details` of a Status about one object.

@@ -116,9 +116,14 @@ pub fn effective_user(
     } else if !all_groups.iter().any(|g| g == "system:authenticated") {
         all_groups.push("system:authenticated".into());
     }
+    let mut extra = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for (key, value) in extras {
+        extra.entry(key).or_default().push(value);
+    }
     Ok(UserInfo {
         name: user,
         groups: all_groups,
         uid: uid.unwrap_or_default(),
+        extra,
     })
 }

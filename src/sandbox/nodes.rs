@@ -9,7 +9,7 @@
 
 use serde_json::Value;
 
-use super::http::{Reply, forbidden_object, invalid};
+use super::http::{Reply, forbidden_object, invalid, invalid_all};
 use super::rbac::NODE_LEASE_NAMESPACE;
 use super::request::Call;
 
@@ -44,6 +44,120 @@ pub fn admit_write(call: &Call<'_>, name: &str) -> Reply<()> {
     }
 }
 
+/// NodeRestriction's `admitNode` on what a node writes into its own Node: on create, no label it
+/// may not set; on update, no change to taints, ownerReferences or a label it may not set.
+pub fn admit_node_object(call: &Call<'_>, old: Option<&Value>, new: &Value) -> Reply<()> {
+    let Some(node) = requesting_node(call) else {
+        return Ok(());
+    };
+    if call.def().plural != "nodes" {
+        return Ok(());
+    }
+    let forbid = |why: String| Err(forbidden_object(call.def(), &call.target.name, &why));
+    let Some(old) = old else {
+        let labels = forbidden_labels(modified_labels(&new["metadata"]["labels"], &Value::Null));
+        if !labels.is_empty() {
+            return forbid(format!(
+                "node \"{node}\" is not allowed to set the following labels: {}",
+                labels.join(", ")
+            ));
+        }
+        return Ok(());
+    };
+    let empty = |v: &Value| v.is_null() || v.as_array().is_some_and(Vec::is_empty);
+    let differs = |a: &Value, b: &Value| a != b && !(empty(a) && empty(b));
+    if differs(&new["spec"]["taints"], &old["spec"]["taints"]) {
+        return forbid(format!("node \"{node}\" is not allowed to modify taints"));
+    }
+    if differs(
+        &new["metadata"]["ownerReferences"],
+        &old["metadata"]["ownerReferences"],
+    ) {
+        return forbid(format!(
+            "node \"{node}\" is not allowed to modify ownerReferences"
+        ));
+    }
+    let labels = forbidden_labels(modified_labels(
+        &new["metadata"]["labels"],
+        &old["metadata"]["labels"],
+    ));
+    if !labels.is_empty() {
+        return forbid(format!(
+            "is not allowed to modify labels: {}",
+            labels.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// The label keys whose presence or value differs between `a` and `b`, sorted.
+fn modified_labels(a: &Value, b: &Value) -> Vec<String> {
+    let empty = serde_json::Map::new();
+    let (a, b) = (
+        a.as_object().unwrap_or(&empty),
+        b.as_object().unwrap_or(&empty),
+    );
+    let mut keys: Vec<String> = a
+        .iter()
+        .filter(|(k, v)| b.get(*k) != Some(*v))
+        .chain(b.iter().filter(|(k, v)| a.get(*k) != Some(*v)))
+        .map(|(k, _)| k.clone())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// Of `keys`, those a kubelet may not set (`getForbiddenLabels`): the
+/// `node-restriction.kubernetes.io` namespace, and `kubernetes.io` / `k8s.io` labels that are not
+/// the kubelet's own (`pkg/kubelet/apis/well_known_labels.go`).
+fn forbidden_labels(keys: Vec<String>) -> Vec<String> {
+    const KUBELET_LABELS: &[&str] = &[
+        "kubernetes.io/hostname",
+        "topology.kubernetes.io/zone",
+        "topology.kubernetes.io/region",
+        "failure-domain.beta.kubernetes.io/zone",
+        "failure-domain.beta.kubernetes.io/region",
+        "beta.kubernetes.io/instance-type",
+        "node.kubernetes.io/instance-type",
+        "kubernetes.io/os",
+        "kubernetes.io/arch",
+        "beta.kubernetes.io/os",
+        "beta.kubernetes.io/arch",
+    ];
+    let within = |ns: &str, domain: &str| ns == domain || ns.ends_with(&format!(".{domain}"));
+    keys.into_iter()
+        .filter(|k| {
+            let ns = k.split_once('/').map(|(ns, _)| ns).unwrap_or_default();
+            let kubelets = KUBELET_LABELS.contains(&k.as_str())
+                || within(ns, "kubelet.kubernetes.io")
+                || within(ns, "node.kubernetes.io");
+            let kubernetes = within(ns, "kubernetes.io") || within(ns, "k8s.io");
+            within(ns, "node-restriction.kubernetes.io") || (kubernetes && !kubelets)
+        })
+        .collect()
+}
+
+/// The TaintNodesByCondition admission plugin: a new Node is born `not-ready`, so nothing is
+/// scheduled on it before its kubelet says it is ready (`plugin/pkg/admission/nodetaint`).
+pub fn taint_new_node(call: &Call<'_>, node: &mut Value) {
+    if call.def().plural != "nodes" {
+        return;
+    }
+    const KEY: &str = "node.kubernetes.io/not-ready";
+    let taints = &mut node["spec"]["taints"];
+    if !taints.is_array() {
+        *taints = Value::Array(Vec::new());
+    }
+    let list = taints.as_array_mut().expect("array");
+    if !list
+        .iter()
+        .any(|t| t["key"] == KEY && t["effect"] == "NoSchedule")
+    {
+        list.push(serde_json::json!({"key": KEY, "effect": "NoSchedule"}));
+    }
+}
+
 /// NodeRestriction's `admitCSR`: a node may create a kubelet-serving or kubelet-client CSR only
 /// for itself (its CN exactly `system:node:<name>`). It runs as mutating admission, before the
 /// CSR's validation, so an unparseable request is refused here first.
@@ -71,8 +185,16 @@ pub fn admit_csr(call: &Call<'_>, name: &str, signer: &str, request: &[u8]) -> R
     Ok(())
 }
 
-/// Lease validation.
+/// Lease validation, and a Node's taints.
 pub fn validate(call: &Call<'_>, name: &str, obj: &Value) -> Reply<()> {
+    if call.def().plural == "nodes" {
+        let causes = super::validation::taint_causes(obj);
+        return if causes.is_empty() {
+            Ok(())
+        } else {
+            Err(invalid_all(call.def(), name, &causes))
+        };
+    }
     if call.def().plural != "leases" {
         return Ok(());
     }

@@ -351,11 +351,28 @@ pub fn default_policy() -> Vec<(&'static str, Value)> {
     ]
 }
 
-/// The bindings `kubeadm init` adds for node bootstrap
-/// (`cmd/kubeadm/app/phases/bootstraptoken/node/tlsbootstrap.go`).
+/// The roles and bindings `kubeadm init` adds for node bootstrap
+/// (`cmd/kubeadm/app/phases/bootstraptoken/node/tlsbootstrap.go`): a bootstrap token may create
+/// CSRs, have its client CSRs approved, and get Nodes (`AllowBootstrapTokensToGetNodes`, which
+/// `kubeadm join` uses to look for a Node of the same name).
 pub fn kubeadm_bootstrap_bindings() -> Vec<(&'static str, Value)> {
     let token_group = crate::token::DEFAULT_NODE_TOKEN_GROUP;
     vec![
+        (
+            "clusterroles",
+            cluster_role(
+                "kubeadm:get-nodes",
+                json!([{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}]),
+            ),
+        ),
+        (
+            "clusterrolebindings",
+            cluster_binding(
+                "kubeadm:get-nodes",
+                "kubeadm:get-nodes",
+                json!([group(token_group)]),
+            ),
+        ),
         (
             "clusterrolebindings",
             cluster_binding(
@@ -415,6 +432,7 @@ mod tests {
                 "system:authenticated".into(),
             ],
             uid: String::new(),
+            extra: Default::default(),
         };
         let create = attrs(
             "create",

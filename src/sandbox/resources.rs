@@ -32,6 +32,18 @@ pub struct ResourceDef {
 const NO_FIELDS: &[&str] = &[];
 
 const STD_VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+/// A namespace is deleted one at a time: its registry has no `DeleteCollection`.
+const NAMESPACE_VERBS: &[&str] = &[
     "create", "delete", "get", "list", "patch", "update", "watch",
 ];
 
@@ -45,7 +57,7 @@ pub const RESOURCES: &[ResourceDef] = &[
         kind: "Namespace",
         namespaced: false,
         short_names: &["ns"],
-        verbs: STD_VERBS,
+        verbs: NAMESPACE_VERBS,
         subresources: &["status"],
         field_labels: &["status.phase"],
         conditional_update: false,
@@ -160,6 +172,32 @@ pub const RESOURCES: &[ResourceDef] = &[
         plural: "selfsubjectreviews",
         singular: "selfsubjectreview",
         kind: "SelfSubjectReview",
+        namespaced: false,
+        short_names: &[],
+        verbs: &["create"],
+        subresources: &[],
+        field_labels: NO_FIELDS,
+        conditional_update: false,
+    },
+    ResourceDef {
+        group: "authentication.k8s.io",
+        version: "v1",
+        plural: "tokenreviews",
+        singular: "tokenreview",
+        kind: "TokenReview",
+        namespaced: false,
+        short_names: &[],
+        verbs: &["create"],
+        subresources: &[],
+        field_labels: NO_FIELDS,
+        conditional_update: false,
+    },
+    ResourceDef {
+        group: "authorization.k8s.io",
+        version: "v1",
+        plural: "subjectaccessreviews",
+        singular: "subjectaccessreview",
+        kind: "SubjectAccessReview",
         namespaced: false,
         short_names: &[],
         verbs: &["create"],

@@ -10,7 +10,7 @@ use hyper::Response;
 use serde_json::{Value, json};
 
 use super::decode::{
-    FieldValidation, as_stored, field_validation, metadata_causes, parse_apply, parse_body,
+    FieldValidation, Refusal, as_stored, decode_typed, field_validation, parse_apply, parse_body,
 };
 use super::http::{
     Body, Reply, bad_request, invalid, invalid_all, json_response, no_such_path, not_found, status,
@@ -20,6 +20,7 @@ use super::patch::{PatchKind, json_patch, merge_patch, patch_kind, record_manage
 use super::request::Call;
 use super::selectors::Selectors;
 use super::store::{Key, timestamp};
+use super::validation::metadata_causes;
 
 /// What the router hands over besides the call.
 pub struct Payload<'a> {
@@ -56,6 +57,7 @@ pub fn serve(call: &Call<'_>, verb: &str, body: &Payload<'_>) -> Response<Body> 
         "update" => update(call, body),
         "patch" => patch(call, body),
         "delete" => delete(call),
+        "deletecollection" => delete_collection(call),
         _ => Err(status(
             405,
             "MethodNotAllowed",
@@ -230,14 +232,20 @@ fn random_suffix() -> String {
 
 /// Decodes a body for `call`'s kind (a subresource may take another: `serviceaccounts/token`
 /// takes a TokenRequest): the object to work on and the field warnings.
-fn decode(call: &Call<'_>, body: &Payload<'_>) -> Reply<(Value, Vec<String>)> {
-    let mode = field_validation(call.query)?;
+fn decode(call: &Call<'_>, body: &Payload<'_>, options_kind: &str) -> Reply<(Value, Vec<String>)> {
+    let mode = field_validation(call.query, options_kind)?;
     let def = if call.def().plural == "serviceaccounts" && call.target.subresource == "token" {
         &super::resources::TOKEN_REQUEST
     } else {
         call.def()
     };
-    let mut obj = parse_body(def.kind, body.bytes, body.content_type)?;
+    let mut obj = parse_body(
+        def.kind,
+        &def.api_version(),
+        body.bytes,
+        body.content_type,
+        mode,
+    )?;
     obj["apiVersion"] = json!(def.api_version());
     obj["kind"] = json!(def.kind);
     as_stored(obj, mode)
@@ -310,6 +318,8 @@ fn validate_metadata(call: &Call<'_>, name: &str, obj: &Value) -> Reply<()> {
 /// The resource's own create rules.
 fn admit_resource_create(call: &Call<'_>, name: &str, obj: &mut Value) -> Reply<()> {
     super::nodes::admit_write(call, name)?;
+    super::nodes::taint_new_node(call, obj);
+    super::nodes::admit_node_object(call, None, obj)?;
     super::nodes::validate(call, name, obj)?;
     match call.def().plural {
         "certificatesigningrequests" => super::csrs::admit_create(call, name, obj),
@@ -319,7 +329,7 @@ fn admit_resource_create(call: &Call<'_>, name: &str, obj: &mut Value) -> Reply<
 
 fn create(call: &Call<'_>, body: &Payload<'_>) -> Reply {
     let t = call.target;
-    let (obj, warnings) = decode(call, body)?;
+    let (obj, warnings) = decode(call, body, "CreateOptions")?;
     if super::reviews::is_review(call) {
         return super::reviews::answer(call, obj).map(|r| with_warnings(r, &warnings));
     }
@@ -350,7 +360,7 @@ fn created(call: &Call<'_>, mut obj: Value, warnings: &[String]) -> Reply {
 
 fn update(call: &Call<'_>, body: &Payload<'_>) -> Reply {
     let t = call.target;
-    let (obj, warnings) = decode(call, body)?;
+    let (obj, warnings) = decode(call, body, "UpdateOptions")?;
     if obj["metadata"]["name"]
         .as_str()
         .is_some_and(|n| n != t.name)
@@ -394,6 +404,7 @@ fn stored_update(call: &Call<'_>, mut new: Value, warnings: &[String]) -> Reply 
     new["apiVersion"] = json!(t.def.api_version());
     new["kind"] = json!(t.def.kind);
     super::nodes::admit_write(call, &t.name)?;
+    super::nodes::admit_node_object(call, Some(&old), &new)?;
     super::nodes::validate(call, &t.name, &new)?;
     validate_metadata(call, &t.name, &new)?;
     let merged = match t.def.plural {
@@ -417,7 +428,7 @@ fn stored_update(call: &Call<'_>, mut new: Value, warnings: &[String]) -> Reply 
 fn patch(call: &Call<'_>, body: &Payload<'_>) -> Reply {
     let t = call.target;
     let kind = patch_kind(body.content_type)?;
-    let mode = field_validation(call.query)?;
+    let mode = field_validation(call.query, "PatchOptions")?;
     let old = call
         .state
         .store
@@ -449,8 +460,23 @@ fn patch(call: &Call<'_>, body: &Payload<'_>) -> Reply {
     if patch.pointer("/metadata/resourceVersion").is_none() {
         doc["metadata"]["resourceVersion"] = rv;
     }
-    let (doc, warnings) = as_stored(doc, mode)?;
+    let (doc, warnings) = decode_typed(doc, mode).map_err(|r| patch_refused(&patch, r))?;
     stored_update(call, doc, &warnings)
+}
+
+/// A patch whose result does not decode, or has unknown fields under `Strict`: a 422 about the
+/// patch, with no kind (`patch.go`, `applyPatchToObject`).
+fn patch_refused(patch: &Value, refusal: Refusal) -> Response<Body> {
+    let (Refusal::Malformed(why) | Refusal::Strict(why)) = refusal;
+    let message = format!("Invalid value: \"{patch}\": {why}");
+    status(
+        422,
+        "Invalid",
+        &format!(" \"\" is invalid: patch: {message}"),
+        Some(
+            json!({"causes": [{"reason": "FieldValueInvalid", "message": message, "field": "patch"}]}),
+        ),
+    )
 }
 
 /// Server-side apply: creates the object or merges the applied configuration into it.
@@ -504,8 +530,42 @@ fn delete(call: &Call<'_>) -> Reply {
             .lock()
             .expect("store")
             .delete(t.def.plural, &t.namespace, &t.name, None);
-    r.map(|o| json_response(StatusCode::OK, &o))
+    r.map(|o| json_response(StatusCode::OK, &deleted_status(t.def, &o)))
         .map_err(|e| store_error(t.def, &t.name, e))
+}
+
+/// Deletes every object the selectors match, as the generic registry's `DeleteCollection`:
+/// the answer is the list of what was deleted.
+fn delete_collection(call: &Call<'_>) -> Reply {
+    let t = call.target;
+    let sel = Selectors::parse(t.def, call.query)?;
+    let (deleted, rv) = {
+        let mut s = call.state.store.lock().expect("store");
+        let names: Vec<String> = s
+            .range(t.def.plural, &t.namespace, None)
+            .filter(|(_, o)| sel.matches(o))
+            .map(|((_, _, name), _)| name.clone())
+            .collect();
+        let deleted: Vec<Value> = names
+            .iter()
+            .filter_map(|n| s.delete(t.def.plural, &t.namespace, n, None).ok())
+            .map(std::sync::Arc::unwrap_or_clone)
+            .collect();
+        (deleted, s.resource_version())
+    };
+    Ok(page(call, "", deleted, None, None, rv))
+}
+
+/// What a delete answers once the object is gone: a `Success` Status naming it, as the generic
+/// registry does for every resource the sandbox serves but namespaces (`registry/generic/registry/
+/// store.go`, `finalizeDelete` without `ReturnDeletedObject`).
+fn deleted_status(def: &super::resources::ResourceDef, obj: &Value) -> Value {
+    let mut details =
+        json!({"name": obj["metadata"]["name"], "kind": def.plural, "uid": obj["metadata"]["uid"]});
+    if !def.group.is_empty() {
+        details["group"] = json!(def.group);
+    }
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! Requests that create nothing but an answer: SelfSubjectReview (`kubectl auth whoami`),
 //! SelfSubjectAccessReview (`kubectl auth can-i`), SelfSubjectRulesReview (`kubectl auth can-i
-//! --list`), all evaluated by the sandbox's own authorizers, and TokenRequest
-//! (`serviceaccounts/<name>/token`), which issues a service-account token.
+//! --list`), SubjectAccessReview and TokenReview (the webhook-style reviews an admin or a
+//! component asks about someone else), all evaluated by the sandbox's own authenticators and
+//! authorizers, and TokenRequest (`serviceaccounts/<name>/token`), which issues a
+//! service-account token.
 
 #![allow(clippy::result_large_err)]
 
@@ -9,7 +11,10 @@ use http::StatusCode;
 use hyper::Response;
 use serde_json::{Value, json};
 
-use super::http::{Body, Reply, invalid, json_response, not_found};
+use super::authn::UserInfo;
+use super::http::{
+    Body, Cause, Reply, bad_request, invalid, invalid_all, json_response, not_found,
+};
 use super::rbac::{Attributes, allowed, rules_for};
 use super::request::Call;
 
@@ -17,7 +22,11 @@ use super::request::Call;
 pub fn is_review(call: &Call<'_>) -> bool {
     matches!(
         call.def().plural,
-        "selfsubjectreviews" | "selfsubjectaccessreviews" | "selfsubjectrulesreviews"
+        "selfsubjectreviews"
+            | "selfsubjectaccessreviews"
+            | "selfsubjectrulesreviews"
+            | "tokenreviews"
+            | "subjectaccessreviews"
     ) || (call.def().plural == "serviceaccounts" && call.target.subresource == "token")
 }
 
@@ -26,46 +35,65 @@ pub fn answer(call: &Call<'_>, mut obj: Value) -> Reply {
     obj["metadata"] = json!({"creationTimestamp": Value::Null});
     match call.def().plural {
         "selfsubjectreviews" => {
-            let mut info = json!({"username": call.user.name, "groups": call.user.groups});
-            if !call.user.uid.is_empty() {
-                info["uid"] = json!(call.user.uid);
-            }
-            obj["status"] = json!({"userInfo": info});
+            obj["status"] = json!({"userInfo": user_info(call.user)});
         }
         "selfsubjectaccessreviews" => {
+            one_kind_of_attributes(call, &obj["spec"])?;
+            obj["status"] = access_verdict(call, call.user, &obj["spec"]);
+        }
+        "subjectaccessreviews" => {
             let spec = &obj["spec"];
-            let attrs = if spec["nonResourceAttributes"].is_object() {
-                let n = &spec["nonResourceAttributes"];
-                Attributes {
-                    verb: n["verb"].as_str().unwrap_or_default().into(),
-                    path: n["path"].as_str().unwrap_or_default().into(),
-                    ..Default::default()
-                }
-            } else {
-                let r = &spec["resourceAttributes"];
-                let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
-                Attributes {
-                    verb: s("verb"),
-                    group: s("group"),
-                    resource: s("resource"),
-                    subresource: s("subresource"),
-                    namespace: s("namespace"),
-                    name: s("name"),
-                    path: String::new(),
-                }
+            one_kind_of_attributes(call, spec)?;
+            let groups: Vec<String> = spec["groups"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|g| g.as_str().map(String::from))
+                .collect();
+            let name = spec["user"].as_str().unwrap_or_default().to_string();
+            if name.is_empty() && groups.is_empty() {
+                let message =
+                    "Invalid value: \"\": at least one of user or group must be specified";
+                return Err(invalid_all(
+                    call.def(),
+                    "",
+                    &[Cause::new("spec.user", "FieldValueInvalid", message)],
+                ));
+            }
+            let subject = UserInfo {
+                name,
+                groups,
+                uid: spec["uid"].as_str().unwrap_or_default().to_string(),
+                extra: serde_json::from_value(spec["extra"].clone()).unwrap_or_default(),
             };
-            let ok = allowed(&call.state.store.lock().expect("store"), call.user, &attrs);
-            obj["status"] = if ok {
-                json!({"allowed": true, "reason": "allowed by the sandbox's authorizers (RBAC, Node, system:masters)"})
-            } else {
-                json!({"allowed": false})
+            obj["status"] = access_verdict(call, &subject, spec);
+        }
+        "tokenreviews" => {
+            let token = obj["spec"]["token"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let user = {
+                let store = call.state.store.lock().expect("store");
+                super::authn::review_token(&token, &store, &call.state.token_key)
             };
+            obj["status"] = match user {
+                Some(u) => {
+                    json!({"authenticated": true, "user": user_info(&u), "audiences": [super::authn::ISSUER]})
+                }
+                None => json!({"user": {}, "error": "[invalid bearer token, token lookup failed]"}),
+            };
+            // The token asked about is not echoed back.
+            obj["spec"] = json!({});
         }
         "selfsubjectrulesreviews" => {
             let ns = obj["spec"]["namespace"]
                 .as_str()
                 .unwrap_or_default()
                 .to_string();
+            if ns.is_empty() {
+                return Err(bad_request("no namespace on request"));
+            }
             let (resource_rules, non_resource_rules, incomplete) =
                 rules_for(&call.state.store.lock().expect("store"), call.user, &ns);
             obj["status"] = json!({"resourceRules": resource_rules, "nonResourceRules": non_resource_rules, "incomplete": incomplete});
@@ -77,6 +105,62 @@ pub fn answer(call: &Call<'_>, mut obj: Value) -> Reply {
         _ => return token_request(call, obj),
     }
     Ok(json_response(StatusCode::CREATED, &obj))
+}
+
+/// A UserInfo as the authentication API writes it (`uid` and `extra` omitted when empty).
+fn user_info(user: &UserInfo) -> Value {
+    let mut info = json!({"username": user.name, "groups": user.groups});
+    if !user.uid.is_empty() {
+        info["uid"] = json!(user.uid);
+    }
+    if !user.extra.is_empty() {
+        info["extra"] = json!(user.extra);
+    }
+    info
+}
+
+/// An access review names a resource or a path, not both, not neither
+/// (`ValidateSubjectAccessReviewSpec`).
+fn one_kind_of_attributes(call: &Call<'_>, spec: &Value) -> Reply<()> {
+    if spec["nonResourceAttributes"].is_object() != spec["resourceAttributes"].is_object() {
+        return Ok(());
+    }
+    let why = "exactly one of nonResourceAttributes or resourceAttributes must be specified";
+    let message = format!("Invalid value: {}: {why}", spec["nonResourceAttributes"]);
+    Err(invalid_all(
+        call.def(),
+        "",
+        &[Cause::new("spec", "FieldValueInvalid", message)],
+    ))
+}
+
+/// Whether `who` may do what an access review's spec names.
+fn access_verdict(call: &Call<'_>, who: &UserInfo, spec: &Value) -> Value {
+    let attrs = if spec["nonResourceAttributes"].is_object() {
+        let n = &spec["nonResourceAttributes"];
+        Attributes {
+            verb: n["verb"].as_str().unwrap_or_default().into(),
+            path: n["path"].as_str().unwrap_or_default().into(),
+            ..Default::default()
+        }
+    } else {
+        let r = &spec["resourceAttributes"];
+        let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+        Attributes {
+            verb: s("verb"),
+            group: s("group"),
+            resource: s("resource"),
+            subresource: s("subresource"),
+            namespace: s("namespace"),
+            name: s("name"),
+            path: String::new(),
+        }
+    };
+    if allowed(&call.state.store.lock().expect("store"), who, &attrs) {
+        json!({"allowed": true, "reason": "allowed by the sandbox's authorizers (RBAC, Node, system:masters)"})
+    } else {
+        json!({"allowed": false})
+    }
 }
 
 /// TokenRequest: a token for the service account, for `expirationSeconds` (default 1 h, at least

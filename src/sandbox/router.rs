@@ -12,20 +12,26 @@ use serde_json::json;
 
 use super::authn::{Authn, UserInfo, authenticate};
 use super::http::{
-    Body, MAX_REQUEST_BYTES, Query, header_text, json_response, no_such_path, query_map, read_body,
-    status, text_response,
+    Body, MAX_REQUEST_BYTES, Query, header_text, json_response, no_such_path, page_not_found,
+    query_map, read_body, status, text_response,
 };
 use super::rbac::{Attributes, allowed, forbidden_message};
 use super::request::{Call, Target};
 use super::resources::{self, ResourceDef};
 use super::state::{State, random_unit};
-use crate::pki::cert::CertInfo;
 
 enum Route {
     NonResource,
-    ResourceList { group: String, version: String },
+    ResourceList {
+        group: String,
+        version: String,
+    },
     Resource(Target),
-    Unknown,
+    /// A resource path the sandbox does not serve; `group_served` tells a Status 404 (an unknown
+    /// resource of a served group version) from the mux's plain "404 page not found".
+    Unknown {
+        group_served: bool,
+    },
 }
 
 fn route(path: &str) -> Route {
@@ -39,6 +45,9 @@ fn route(path: &str) -> Route {
         ["apis", g, v, rest @ ..] => (g, v, rest),
         _ => return Route::NonResource,
     };
+    let group_served = resources::RESOURCES
+        .iter()
+        .any(|d| d.group == group && d.version == version);
     let t = |plural: &str, ns: &str, name: &str, sub: &str| -> Route {
         match resources::find(group, version, plural) {
             Some(def) => Route::Resource(Target {
@@ -47,7 +56,7 @@ fn route(path: &str) -> Route {
                 name: name.into(),
                 subresource: sub.into(),
             }),
-            None => Route::Unknown,
+            None => Route::Unknown { group_served },
         }
     };
     match rest {
@@ -65,7 +74,7 @@ fn route(path: &str) -> Route {
         [plural] => t(plural, "", "", ""),
         [plural, name] => t(plural, "", name, ""),
         [plural, name, sub] => t(plural, "", name, sub),
-        _ => Route::Unknown,
+        _ => Route::Unknown { group_served },
     }
 }
 
@@ -88,7 +97,14 @@ fn verb_of(method: &Method, target: &Target, query: &Query) -> &'static str {
 /// that a flood of large requests cannot take the sandbox's memory.
 fn body_limit(def: &ResourceDef, subresource: &str) -> usize {
     match (def.plural, subresource) {
-        ("selfsubjectreviews" | "selfsubjectaccessreviews" | "selfsubjectrulesreviews", _)
+        (
+            "selfsubjectreviews"
+            | "selfsubjectaccessreviews"
+            | "selfsubjectrulesreviews"
+            | "tokenreviews"
+            | "subjectaccessreviews",
+            _,
+        )
         | ("serviceaccounts", "token")
         | ("leases", _) => 64 * 1024,
         _ => MAX_REQUEST_BYTES,
@@ -116,7 +132,7 @@ fn injected_fault() -> Response<Body> {
 /// Handles one request.
 pub async fn handle(
     state: Arc<State>,
-    peer: Option<&CertInfo>,
+    peer: Option<&super::authn::PeerCert>,
     req: Request<Incoming>,
 ) -> Response<Body> {
     let (lo, hi) = state.options.latency_ms;
@@ -172,8 +188,11 @@ pub async fn handle(
         return injected_fault();
     }
     match route {
-        Route::NonResource => non_resource(&state, &user, &path),
-        Route::Unknown => no_such_path(),
+        Route::NonResource => non_resource(&state, &user, &path, &query),
+        Route::Unknown { group_served: true } => no_such_path(),
+        Route::Unknown {
+            group_served: false,
+        } => page_not_found(),
         Route::ResourceList { group, version } => {
             let attrs = Attributes {
                 verb: "get".into(),
@@ -185,7 +204,7 @@ pub async fn handle(
             }
             match super::discovery::api_resource_list(&group, &version) {
                 Some(doc) => json_response(StatusCode::OK, &doc),
-                None => no_such_path(),
+                None => page_not_found(),
             }
         }
         Route::Resource(target) => {
@@ -280,7 +299,7 @@ fn sandbox_endpoint(state: &State, user: &UserInfo, path: &str) -> Response<Body
     }
 }
 
-fn non_resource(state: &State, user: &UserInfo, path: &str) -> Response<Body> {
+fn non_resource(state: &State, user: &UserInfo, path: &str, query: &Query) -> Response<Body> {
     let attrs = Attributes {
         verb: "get".into(),
         path: path.into(),
@@ -303,13 +322,27 @@ fn non_resource(state: &State, user: &UserInfo, path: &str) -> Response<Body> {
         ["apis", g] => d::api_group(g),
         ["openapi", "v3"] => Some(d::openapi_v3_root()),
         ["openapi", "v3", rest @ ..] => d::openapi_v3_group_version(&rest.join("/")),
-        ["healthz"] | ["livez"] | ["readyz"] => return text_response(StatusCode::OK, "ok"),
+        [check @ ("healthz" | "livez" | "readyz")] => return health(check, query),
         _ => None,
     };
     match doc {
         Some(doc) => json_response(StatusCode::OK, &doc),
-        None => no_such_path(),
+        None => page_not_found(),
     }
+}
+
+/// A health endpoint: `ok`, or with `?verbose` each check and the verdict, in the API server's
+/// words (`k8s.io/apiserver/pkg/server/healthz`). The sandbox's checks are its own: it answers
+/// (ping), it logs (log), its store takes requests (store).
+fn health(check: &str, query: &Query) -> Response<Body> {
+    if !query.contains_key("verbose") {
+        return text_response(StatusCode::OK, "ok");
+    }
+    let listed: String = ["ping", "log", "store"]
+        .iter()
+        .map(|c| format!("[+]{c} ok\n"))
+        .collect();
+    text_response(StatusCode::OK, &format!("{listed}{check} check passed\n"))
 }
 
 /// The name authorization sees (`requestinfo.go`): the path's, or for a list or watch the name a

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::http::{Reply, bad_request};
 use super::resources::ResourceDef;
+use super::validation::{label_value_ok, qualified_name_ok};
 
 /// One `key=value` / `key!=value` term.
 #[derive(Debug, Clone)]
@@ -126,7 +127,13 @@ fn parse_labels(text: &str) -> Reply<Vec<(String, LabelOp)>> {
         } else {
             (term.trim().to_string(), LabelOp::Exists)
         };
-        if parsed.0.is_empty() || parsed.0.contains(char::is_whitespace) {
+        // `labels.Parse` checks each key and value as the object's labels are checked.
+        let values: Vec<&String> = match &parsed.1 {
+            LabelOp::Eq(v) | LabelOp::Ne(v) => vec![v],
+            LabelOp::In(vs) | LabelOp::NotIn(vs) => vs.iter().collect(),
+            LabelOp::Exists | LabelOp::Absent => Vec::new(),
+        };
+        if !qualified_name_ok(&parsed.0) || !values.iter().all(|v| label_value_ok(v)) {
             return Err(bad_request(&format!(
                 "unable to parse requirement: invalid label selector {term:?}"
             )));

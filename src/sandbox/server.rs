@@ -21,7 +21,6 @@ use tokio::net::TcpListener;
 use super::state::State;
 use crate::error::{Error, Result};
 use crate::pki::ca::{Ca, Subject, Usages};
-use crate::pki::cert::CertInfo;
 use crate::pki::keys::PrivateKey;
 
 /// Builds the TLS acceptor: a serving certificate from the CA for 127.0.0.1, ::1 and localhost,
@@ -138,7 +137,7 @@ pub async fn serve(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, s
                 .1
                 .peer_certificates()
                 .and_then(|c| c.first())
-                .and_then(|c| CertInfo::parse(c).ok());
+                .and_then(|c| super::authn::PeerCert::parse(c));
             let peer = Arc::new(peer);
             let service_state = state.clone();
             let activity = Arc::new(Activity::new());

@@ -97,6 +97,17 @@ pub fn serve(
         table: accept.contains("as=Table"),
     };
     let from = query.get("resourceVersion").cloned().unwrap_or_default();
+    if !from.is_empty() && from.parse::<u64>().is_err() {
+        // The watch cache parses it as etcd's revision and fails the request, no reason given.
+        return super::http::status(
+            500,
+            "",
+            &format!(
+                "resourceVersion: Invalid value: \"{from}\": strconv.ParseUint: parsing \"{from}\": invalid syntax"
+            ),
+            None,
+        );
+    }
     let bookmarks = query
         .get("allowWatchBookmarks")
         .is_some_and(|v| v == "true" || v == "1");

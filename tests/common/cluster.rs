@@ -191,6 +191,39 @@ impl TestCluster {
         (run.code == 0).then(|| serde_json::from_str(&run.stdout).unwrap())
     }
 
+    /// A client certificate and its key (PEM) for `cn`/`orgs`, signed by the cluster's CA for an
+    /// hour: the sandbox's CA in-process, the real one's `pki/ca.key` by openssl.
+    pub fn client_cert(&self, cn: &str, orgs: &[&str]) -> (String, String) {
+        match &self.backend {
+            Backend::Sandbox(sb) => super::client_cert_from(sb.sb().ca(), cn, orgs),
+            Backend::Real(c) => {
+                let dir = self.scratch();
+                let name = format!("client-{}", cn.replace(':', "-"));
+                let subject: String = orgs
+                    .iter()
+                    .map(|o| format!("/O={o}"))
+                    .chain([format!("/CN={cn}")])
+                    .collect();
+                let req = openssl_req(dir, &name, &subject, None);
+                let crt = dir.join(format!("{name}.crt"));
+                let ext = write_file(dir, "client.ext", "extendedKeyUsage=clientAuth\n");
+                output_ok(
+                    Command::new("openssl")
+                        .args(["x509", "-req", "-days", "1", "-in", s(&req)])
+                        .arg("-CA")
+                        .arg(c.dir().join("pki/ca.crt"))
+                        .arg("-CAkey")
+                        .arg(c.dir().join("pki/ca.key"))
+                        .arg("-CAserial")
+                        .arg(dir.join("ca.srl"))
+                        .args(["-CAcreateserial", "-extfile", s(&ext), "-out", s(&crt)]),
+                );
+                let key = std::fs::read_to_string(dir.join(format!("{name}.key"))).unwrap();
+                (std::fs::read_to_string(crt).unwrap(), key)
+            }
+        }
+    }
+
     /// Registers `token` as `kubeadm token create` does (a bootstrap-token Secret through the API).
     pub fn add_token(&self, token: &str, expiration: Option<&str>, usages: &[&str]) {
         remember_secrets(token);

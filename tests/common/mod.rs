@@ -13,6 +13,28 @@ use std::sync::Mutex;
 
 use bootlet::sandbox::{Sandbox, SandboxOptions};
 
+/// A client certificate for `cn` in `orgs`, valid an hour, issued by `ca`: the certificate PEM
+/// and its key's PKCS#8 PEM.
+pub fn client_cert_from(ca: &bootlet::pki::ca::Ca, cn: &str, orgs: &[&str]) -> (String, String) {
+    let key = bootlet::pki::keys::PrivateKey::generate().unwrap();
+    let orgs: Vec<String> = orgs.iter().map(|s| s.to_string()).collect();
+    let subject = bootlet::pki::ca::Subject {
+        cn,
+        orgs: &orgs,
+        dns: &[],
+        ips: &[],
+    };
+    let cert = ca
+        .issue(
+            key.pair(),
+            &subject,
+            bootlet::pki::ca::Usages::CLIENT,
+            time::Duration::hours(1),
+        )
+        .unwrap();
+    (cert, key.pem().expose().clone())
+}
+
 /// A path as a command-line argument.
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()

@@ -202,6 +202,7 @@ fn requester(csr: &Value) -> UserInfo {
         name: csr["spec"]["username"].as_str().unwrap_or_default().into(),
         groups,
         uid: csr["spec"]["uid"].as_str().unwrap_or_default().into(),
+        extra: Default::default(),
     }
 }
 
