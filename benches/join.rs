@@ -17,7 +17,9 @@
 //!   bootlet's ratio to it, in-process and as a process (and a token-discovery join as a process);
 //! - `startup`: what a run costs before and around its phases (settings, lock, graph, plan): a
 //!   `join` of a node that is already joined, in-process and as a process, next to `--version`;
-//! - `binary`: the release binary's size and one `join`'s peak RSS (runs target/release/bootlet).
+//! - `binary`: the release binary's size and one `join`'s peak RSS (runs target/release/bootlet);
+//! - `real` (only when named: it needs Go and builds the reference Kubernetes): bootlet against the
+//!   real control plane, side by side with the kubelet's own TLS bootstrap (`join/real.rs`).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -26,6 +28,9 @@ use bootlet::engine::{Command, execute};
 use bootlet::output::Output;
 use bootlet::sandbox::{Sandbox, SandboxOptions};
 use bootlet::settings::{Options, Settings};
+
+#[path = "join/real.rs"]
+mod real;
 
 /// A directory for node roots: under `BOOTLET_BENCH_DIR` when set (e.g. /dev/shm, to take the
 /// disk's fsync latency out of the figures), else the system temp dir.
@@ -975,6 +980,12 @@ fn main() {
             .map(|n| n.get())
             .unwrap_or(1)
     );
+    if args.iter().any(|a| a == "real") {
+        real::run();
+        if args.len() == 1 {
+            return;
+        }
+    }
     if want("dryrun") {
         dryrun(n);
     }

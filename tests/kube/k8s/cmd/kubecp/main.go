@@ -20,7 +20,9 @@ const usage = `usage:
   kubecp watch DIR PID     (internal: runs down DIR once PID has exited)
   kubecp kubelet start DIR ROOT NAME
   kubecp kubelet stop ROOT
-  kubecp runtime SOCKET    (the fake container runtime a test kubelet starts on)`
+  kubecp runtime SOCKET    (the fake container runtime a test kubelet starts on)
+  kubecp bootstrap BOOTSTRAP_KUBECONFIG DIR COUNT IN_FLIGHT PREFIX
+                           (the kubelet's own client TLS bootstrap, timed, for benchmarks)`
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
@@ -35,6 +37,9 @@ func run(args []string) error {
 	}
 	if args[0] == "kubelet" {
 		return kubeletCommand(args[1:])
+	}
+	if args[0] == "bootstrap" {
+		return bootstrapCommand(args[1:])
 	}
 	dir, err := filepath.Abs(args[1])
 	if err != nil {
