@@ -824,6 +824,13 @@ fn a_node_side_join_costs_five_requests_and_a_forced_renewal_four(plane: Plane) 
         base_anon,
         "no anonymous request"
     );
+    // On the real control plane, the audit log names bootlet as the sender of each request.
+    if let Some(agents) = c.user_agents_of("econ") {
+        assert!(
+            !agents.is_empty() && agents.iter().all(|a| a.starts_with("bootlet/")),
+            "{agents:?}"
+        );
+    }
     let as_node = c.requests_by("system:node:econ-1");
     node.renew(&["--force"]).ok();
     std::thread::sleep(Duration::from_millis(500));

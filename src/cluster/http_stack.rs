@@ -52,6 +52,13 @@ pub fn kube_client(access: &ClusterAccess) -> Result<kube::Client> {
         tower::Layer::layer(&config.base_uri_layer(), client),
         tower::BoxError::from,
     );
+    // Named in the API server's audit log as the kubelet and kubectl name themselves.
+    let agent = http::HeaderValue::from_str(&user_agent()).expect("ASCII");
+    let service = tower::ServiceExt::map_request(service, move |mut req: http::Request<_>| {
+        req.headers_mut()
+            .insert(http::header::USER_AGENT, agent.clone());
+        req
+    });
     let auth = config
         .auth_layer()
         .map_err(|e| cannot(&retry::one_line(&e)))?;
@@ -62,6 +69,16 @@ pub fn kube_client(access: &ClusterAccess) -> Result<kube::Client> {
         ),
         None => kube::Client::new(service, config.default_namespace),
     })
+}
+
+/// `bootlet/<version> (<os>/<arch>)`, the form of Go clients' `kubelet/v1.37.2 (linux/amd64)`.
+pub fn user_agent() -> String {
+    format!(
+        "bootlet/{} ({}/{})",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    )
 }
 
 /// kube's view of `access`: server, trusted CA, TLS server name and credentials.

@@ -295,6 +295,21 @@ impl TestCluster {
         }
     }
 
+    /// The User-Agent of each request by users whose name contains `who`, as the real API server's
+    /// audit log has them; `None` on the sandbox, which keeps no such log.
+    pub fn user_agents_of(&self, who: &str) -> Option<Vec<String>> {
+        match &self.backend {
+            Backend::Sandbox(_) => None,
+            Backend::Real(c) => Some(
+                c.audited_requests()
+                    .into_iter()
+                    .filter(|r| r.user.contains(who))
+                    .map(|r| r.user_agent)
+                    .collect(),
+            ),
+        }
+    }
+
     /// Approves, as an admin with kubectl, the serving CSRs of node `node` while the guard lives.
     pub fn approve_serving_of(&self, node: &str) -> Approving {
         let stop = Arc::new(AtomicBool::new(false));

@@ -145,6 +145,7 @@ impl RealCluster {
                 verb: ev["verb"].as_str().unwrap_or_default().into(),
                 uri: ev["requestURI"].as_str().unwrap_or_default().into(),
                 code: ev["responseStatus"]["code"].as_u64().unwrap_or(0),
+                user_agent: ev["userAgent"].as_str().unwrap_or_default().into(),
             });
         }
         out
@@ -158,6 +159,7 @@ pub struct AuditedRequest {
     pub verb: String,
     pub uri: String,
     pub code: u64,
+    pub user_agent: String,
 }
 
 impl Drop for RealCluster {
