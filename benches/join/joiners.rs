@@ -11,19 +11,19 @@ use super::{Method, Sample};
 
 /// CPU this process's waited-for children have used so far.
 pub(super) fn children_cpu() -> Duration {
-    // SAFETY: getrusage writes into the struct it is given.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
-    let tv =
-        |t: libc::timeval| Duration::from_micros(t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64);
-    tv(u.ru_utime) + tv(u.ru_stime)
+    rusage_cpu(libc::RUSAGE_CHILDREN)
 }
 
 /// CPU this process itself has used so far.
 pub(super) fn own_cpu() -> Duration {
-    // SAFETY: as above.
+    rusage_cpu(libc::RUSAGE_SELF)
+}
+
+/// User and system CPU of `who` (`getrusage`).
+fn rusage_cpu(who: libc::c_int) -> Duration {
+    // SAFETY: getrusage writes into the struct it is given.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    unsafe { libc::getrusage(who, &mut u) };
     let tv =
         |t: libc::timeval| Duration::from_micros(t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64);
     tv(u.ru_utime) + tv(u.ru_stime)

@@ -287,9 +287,7 @@ fn storm(plane: &Plane, j: &Joiners, m: Method, n: usize, in_flight: usize, tag:
 }
 
 fn bootlet_storm(j: &Joiners, n: usize, in_flight: usize, tag: &str) -> (Vec<Duration>, usize) {
-    use bootlet::engine::{Command as Run, execute};
-    use bootlet::output::Output;
-    use bootlet::settings::{Options, Settings};
+    use bootlet::settings::Options;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -311,13 +309,7 @@ fn bootlet_storm(j: &Joiners, n: usize, in_flight: usize, tag: &str) -> (Vec<Dur
                 let gate = gate.clone();
                 tokio::spawn(async move {
                     let _turn = gate.acquire_owned().await.expect("open");
-                    let s = Settings::resolve(o, None).map_err(|e| e.to_string())?;
-                    let t = Instant::now();
-                    let outcome = execute(Run::join(), s, Output::quiet()).await;
-                    match outcome.error {
-                        Some(e) => Err(e.message().to_string()),
-                        None => Ok(t.elapsed()),
-                    }
+                    crate::try_join(o).await
                 })
             })
             .collect();

@@ -141,17 +141,9 @@ impl Plane {
     }
 }
 
+/// CPU seconds process `pid` has used so far.
 pub(super) fn proc_cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    f.iter().sum::<f64>() / 100.0
+    crate::stat_cpu_seconds(Path::new(&format!("/proc/{pid}/stat")))
 }
 
 pub(super) fn proc_rss_kib(pid: u32) -> u64 {

@@ -560,11 +560,9 @@ fn delete_collection(call: &Call<'_>) -> Reply {
 /// registry does for every resource the sandbox serves but namespaces (`registry/generic/registry/
 /// store.go`, `finalizeDelete` without `ReturnDeletedObject`).
 fn deleted_status(def: &super::resources::ResourceDef, obj: &Value) -> Value {
-    let mut details =
-        json!({"name": obj["metadata"]["name"], "kind": def.plural, "uid": obj["metadata"]["uid"]});
-    if !def.group.is_empty() {
-        details["group"] = json!(def.group);
-    }
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+    let mut details = super::http::details(def, name);
+    details["uid"] = obj["metadata"]["uid"].clone();
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})
 }
 

@@ -13,6 +13,17 @@ use std::sync::Mutex;
 
 use bootlet::sandbox::{Sandbox, SandboxOptions};
 
+/// The runtime test clients run on (two workers, as the machines have), with bootlet's TLS
+/// provider installed.
+pub fn client_runtime() -> tokio::runtime::Runtime {
+    let _ = bootlet::cluster::crypto_provider().install_default();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// A client certificate for `cn` in `orgs`, valid an hour, issued by `ca`: the certificate PEM
 /// and its key's PKCS#8 PEM.
 pub fn client_cert_from(ca: &bootlet::pki::ca::Ca, cn: &str, orgs: &[&str]) -> (String, String) {
@@ -377,12 +388,7 @@ impl TestSandbox {
     }
 
     pub fn with(options: SandboxOptions) -> TestSandbox {
-        let _ = bootlet::cluster::crypto_provider().install_default();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = client_runtime();
         let sandbox = rt
             .block_on(Sandbox::start(options))
             .expect("sandbox starts");

@@ -42,12 +42,7 @@ pub struct Replay<'a> {
 impl<'a> Replay<'a> {
     /// Sets the identities up on `cluster` and waits until each token authenticates.
     pub fn prepare(cluster: &'a TestCluster) -> Replay<'a> {
-        let _ = bootlet::cluster::crypto_provider().install_default();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = crate::common::client_runtime();
         let nonce: String = (0..4).map(|_| (b'a' + rand_byte() % 26) as char).collect();
         let mut replay = Replay {
             cluster,
